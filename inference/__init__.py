@@ -1,0 +1,1 @@
+"""The model side of riskstream: featurizer, DeepSeek-architecture classifier, quantized scorer."""

@@ -1,0 +1,29 @@
+"""Wire contracts of riskstream: the messages on the input, scores and dead-letter topics."""
+
+from schemas.dead_letter import DeadLetter, DeadLetterSource, ErrorKind, build_dead_letter
+from schemas.decode import MAX_EVENT_BYTES, DecodeError, decode
+from schemas.events import CardRef, Channel, EntryMode, Merchant, TransactionEvent
+from schemas.redaction import contains_pan, mask_pans, redact_payload
+from schemas.scores import Decision, ModelRef, RiskScore, SourceRef
+
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "CardRef",
+    "Channel",
+    "DeadLetter",
+    "DeadLetterSource",
+    "Decision",
+    "DecodeError",
+    "EntryMode",
+    "ErrorKind",
+    "Merchant",
+    "ModelRef",
+    "RiskScore",
+    "SourceRef",
+    "TransactionEvent",
+    "build_dead_letter",
+    "contains_pan",
+    "decode",
+    "mask_pans",
+    "redact_payload",
+]

@@ -1,0 +1,1 @@
+"""The stream side of riskstream: Kafka source, micro-batcher, admission control, publisher."""
