@@ -76,7 +76,9 @@ def _from_validation_error(exc: ValidationError) -> DecodeError:
             tuple(mask_pans(loc) for loc in sensitive),
         )
     if any(error["loc"] == ("schema_version",) for error in errors):
-        return DecodeError(ErrorKind.UNSUPPORTED_VERSION, "unsupported schema_version (supported: 1)", ("schema_version",))
+        return DecodeError(
+            ErrorKind.UNSUPPORTED_VERSION, "unsupported schema_version (supported: 1)", ("schema_version",)
+        )
     problems = "; ".join(
         f"{loc}: {error['msg']}" for error, loc in zip(errors[:_MAX_REPORTED_PROBLEMS], locs, strict=False)
     )

@@ -5,10 +5,12 @@ primary account number (PAN) to be displayed; 3.3.1 forbids storing sensitive au
 (CVV/CVC, PIN blocks, track data) after authorisation. Everything riskstream writes about a record
 it could not process goes through :func:`mask_pans` and, for payloads, :func:`redact_payload`.
 
-A PAN is a run of 13 to 19 digits, optionally split by single spaces or dashes, that passes the
-Luhn check as a whole. Runs longer than 19 digits are searched window by window, so a PAN glued to
-other digits is still found (at the price of false positives, which only ever mask more). Masking replaces the middle digits with ``*``; the separators stay, so a
-masked value is still recognisable to a human reading a dead letter.
+A PAN is 13 to 19 digits, optionally split by single spaces or dashes, that pass the Luhn check
+as a whole. Formatted numbers are checked group-aligned (so a PAN next to another number is still
+found), and unbroken digit runs longer than 19 are searched window by window, so a PAN glued to
+other digits is found too (at the price of false positives, which only ever mask more).
+Masking replaces the middle digits with ``*``; the separators stay, so a masked value is still
+recognisable to a human reading a dead letter.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ VISIBLE_SUFFIX = 4
 MASK_CHAR = "*"
 REDACTED = "[REDACTED]"
 
-# A digit, then at least twelve more, each optionally preceded by one space or dash.
-_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,}")
+# Digit groups joined by single spaces or dashes: the shapes a PAN is written in.
+_DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
+_DIGIT_GROUP = re.compile(r"\d+")
 # Luhn doubling: digit d doubled, with 9 subtracted when the result has two digits.
 _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
@@ -58,19 +61,14 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _pan_windows(values: list[int]) -> Iterator[tuple[int, int]]:
-    """Yield (start, end) of every PAN in a maximal digit run ``values``.
+def _windows_in_group(values: list[int]) -> Iterator[tuple[int, int]]:
+    """Yield (start, end) of every Luhn-valid 13-19 digit window in a long unbroken digit group.
 
-    A run of 13-19 digits is one candidate; a longer run is searched window by window, using two
-    prefix sums (one per parity of the window's last digit) so that each window is
+    Uses two prefix sums (one per parity of the window's last digit) so that each window is
     checked in O(1): in a window ending at index ``e``, the digit at ``k`` is doubled exactly
     when ``e - k`` is odd.
     """
     n = len(values)
-    if n <= PAN_MAX_DIGITS:
-        if n >= PAN_MIN_DIGITS and luhn_valid("".join(map(str, values))):
-            yield 0, n
-        return
     prefix = ([0] * (n + 1), [0] * (n + 1))
     for k, value in enumerate(values):
         for parity in (0, 1):
@@ -84,12 +82,41 @@ def _pan_windows(values: list[int]) -> Iterator[tuple[int, int]]:
                 yield start, end
 
 
+def _pans_in_run(groups: list[list[int]]) -> Iterator[tuple[int, int]]:
+    """Yield (start, end) digit indices of every PAN in a run of digit groups.
+
+    A run is digit groups joined by single spaces or dashes ("4111 1111 1111 1111 2"). Any
+    sequence of whole consecutive groups holding 13-19 digits is a candidate, checked as a whole;
+    so is every 13-19 digit window of a single group longer than 19 digits. Formatted PANs next to
+    other numbers are found, while an unformatted 16-digit id is only flagged when it is itself
+    Luhn-valid.
+    """
+    offsets = [0]
+    for group in groups:
+        offsets.append(offsets[-1] + len(group))
+    for first in range(len(groups)):
+        if len(groups[first]) > PAN_MAX_DIGITS:
+            for start, end in _windows_in_group(groups[first]):
+                yield offsets[first] + start, offsets[first] + end
+            continue
+        for last in range(first, len(groups)):
+            length = offsets[last + 1] - offsets[first]
+            if length > PAN_MAX_DIGITS or len(groups[last]) > PAN_MAX_DIGITS:
+                break
+            if length >= PAN_MIN_DIGITS:
+                digits = [d for group in groups[first : last + 1] for d in group]
+                if luhn_valid("".join(map(str, digits))):
+                    yield offsets[first], offsets[last + 1]
+
+
 def _masked_run(run: str) -> str | None:
     """The run with PAN digits masked, or None when it holds no Luhn-valid PAN."""
     positions = [i for i, char in enumerate(run) if char.isdigit()]
-    values = [int(run[i]) for i in positions]
+    if len(positions) < PAN_MIN_DIGITS:
+        return None
+    groups = [[int(char) for char in match.group()] for match in _DIGIT_GROUP.finditer(run)]
     hidden: set[int] = set()
-    for start, end in _pan_windows(values):
+    for start, end in _pans_in_run(groups):
         hidden.update(range(start + VISIBLE_PREFIX, end - VISIBLE_SUFFIX))
     if not hidden:
         return None
@@ -106,8 +133,6 @@ def contains_pan(text: str) -> bool:
 
 def mask_pans(text: str) -> str:
     """Mask every PAN in ``text`` to at most its BIN and last four digits."""
-    if not _DIGIT_RUN.search(text):
-        return text
 
     def replace(match: re.Match[str]) -> str:
         masked = _masked_run(match.group())
