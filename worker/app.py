@@ -1,0 +1,306 @@
+"""The worker: wires source -> scoring -> publisher and runs them until shutdown.
+
+Threads: the poll loop (the only user of the consumer), the scoring stage, the publisher, the
+health server, and the main thread, which only supervises and handles signals. Bounded queues
+connect the stages; the bound is enforced by admission control (the poll loop never takes more
+than ``max_in_flight`` records, so the queues never hold more).
+
+Shutdown (SIGTERM/SIGINT): stop taking records, let in-flight work publish and commit within
+``drain_timeout_s``, final commit, close. A second signal exits at once without committing —
+at-least-once then replays the uncommitted tail, exactly-once aborts the open transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import structlog
+from kafka import KafkaConsumer, KafkaProducer
+from prometheus_client import CollectorRegistry
+
+from worker.admission import AdmissionController
+from worker.batcher import BatchPolicy, LatencyBudgetBatcher, ServiceTimeEstimator
+from worker.engine import ScoringEngine
+from worker.errors import FencedError
+from worker.health import HealthServer
+from worker.kafka_clients import build_consumer, build_producer
+from worker.memory import MemorySampler, MemoryWatch, PressureWindow
+from worker.metrics import WorkerMetrics
+from worker.offsets import OffsetTracker
+from worker.publisher import AtLeastOncePublisher, OutcomeWriter, TransactionalPublisher
+from worker.records import ConsumedRecord, ScoredBatch
+from worker.scoring import ScoringStage
+from worker.settings import Settings
+from worker.source import Source
+
+log = structlog.get_logger("riskstream.worker")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_FENCED = 3
+EXIT_ABORTED = 130
+_SUPERVISE_S = 0.2
+
+
+@dataclass(frozen=True)
+class LoadedEngine:
+    """A warmed-up scoring engine and what the worker needs to know about its device."""
+
+    engine: ScoringEngine
+    sample_memory: MemorySampler
+    cap_for_free_bytes: Callable[[int], int]
+    """Largest batch that fits in this much free device memory (minus the headroom)."""
+    service_times: dict[int, float]
+    """Warm-up seconds per batch, per bucket: the batcher's first estimates."""
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        loaded: LoadedEngine,
+        *,
+        registry: CollectorRegistry | None = None,
+        consumer: KafkaConsumer | None = None,
+        producer: KafkaProducer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = WorkerMetrics(registry)
+        self._loaded = loaded
+        self._consumer = consumer
+        self._producer = producer
+        self._stop = threading.Event()
+        self._poll_shutdown = threading.Event()
+        self._signals = 0
+        self._started_at = time.monotonic()
+        self.tracker = OffsetTracker()
+        self.inbox: queue.SimpleQueue[ConsumedRecord] = queue.SimpleQueue()
+        self.outbox: queue.SimpleQueue[ScoredBatch] = queue.SimpleQueue()
+        self.source: Source | None = None
+        self.health: HealthServer | None = None
+        self._poll_thread: threading.Thread | None = None
+        self._poll_failure: BaseException | None = None
+        self.ready = threading.Event()
+        self.exit_code: int | None = None
+
+    # -- control ------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (idempotent; safe from any thread)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            self._signals += 1
+            if self._signals > 1:
+                log.warning("second signal: exiting now without committing", signal=signal.Signals(signum).name)
+                os._exit(EXIT_ABORTED)
+            log.info("signal received: draining", signal=signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    # -- probes -------------------------------------------------------------------------------
+
+    def _healthy(self) -> tuple[bool, str]:
+        source = self.source
+        if source is None:
+            return False, "starting"
+        stalled_for = time.monotonic() - source.last_progress
+        if stalled_for > self.settings.observability.stall_after_s:
+            return False, f"poll loop stalled for {stalled_for:.1f}s"
+        return True, "ok"
+
+    def _ready(self) -> tuple[bool, str]:
+        if self._stop.is_set():
+            return False, "shutting down"
+        if not self.ready.is_set() or self.source is None:
+            return False, "starting"
+        assigned = len(self.source.assigned)
+        return True, f"ready: {assigned} partitions assigned" if assigned else "ready: awaiting assignment"
+
+    # -- run ----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        s = self.settings
+        engine = self._loaded.engine
+        info = engine.info
+        self.metrics.model_info.labels(info.name, info.version, info.quantization, info.device).set(1)
+        if s.observability.metrics_port is not None:
+            self.health = HealthServer(
+                host=s.observability.metrics_host, port=s.observability.metrics_port,
+                registry=self.metrics.registry, healthy=self._healthy, ready=self._ready,
+            )  # fmt: skip
+            self.health.start()
+        consumer = self._consumer or build_consumer(s)
+        producer = self._producer or build_producer(s)
+        exactly_once = s.guarantee == "exactly_once"
+        if exactly_once:
+            producer.init_transactions()
+
+        sampler: MemorySampler = self._loaded.sample_memory
+        if s.faults.memory_pressure_for_s > 0:
+            sampler = PressureWindow(
+                sampler, start_s=s.faults.memory_pressure_after_s, duration_s=s.faults.memory_pressure_for_s
+            )
+        memory = MemoryWatch(
+            sample=sampler,
+            interval_s=s.backpressure.probe_interval_ms / 1000,
+            cap_for_free_bytes=lambda free: min(s.batching.max_batch, self._loaded.cap_for_free_bytes(free)),
+            metrics=self.metrics,
+        )
+        admission = AdmissionController(
+            high_water=s.backpressure.max_in_flight,
+            low_water=s.backpressure.low_water,
+            headroom_bytes=int(s.backpressure.memory_headroom),
+        )
+        service_time = ServiceTimeEstimator(self._loaded.service_times)
+        batcher: LatencyBudgetBatcher[ConsumedRecord] = LatencyBudgetBatcher(
+            BatchPolicy(
+                latency_budget_s=s.batching.latency_budget_ms / 1000,
+                max_linger_s=s.batching.max_linger_ms / 1000,
+                safety_margin_s=s.batching.safety_margin_ms / 1000,
+            ),
+            service_time,
+        )
+        source = Source(
+            consumer=consumer,
+            engine=engine,
+            topic=s.topics.input,
+            tracker=self.tracker,
+            outbox=self.inbox,
+            admission=admission,
+            metrics=self.metrics,
+            free_device_bytes=memory.free_bytes,
+            latency_budget_s=s.batching.latency_budget_ms / 1000,
+            max_event_bytes=s.max_event_bytes,
+            max_poll_records=s.consumer.max_poll_records,
+            commits_offsets=not exactly_once,
+            commit_interval_s=s.consumer.commit_interval_ms / 1000,
+            rebalance_drain_timeout_s=s.consumer.rebalance_drain_timeout_ms / 1000,
+        )
+        self.source = source
+
+        def publish_latency(seconds: float) -> None:
+            # A smoothed broker round trip, so the batcher leaves room for it in the budget.
+            batcher.publish_estimate_s += 0.1 * (seconds - batcher.publish_estimate_s)
+
+        scoring = ScoringStage(
+            engine=engine,
+            batcher=batcher,
+            service_time=service_time,
+            inbox=self.inbox,
+            outbox=self.outbox,
+            current_epoch=lambda: self.tracker.epoch,
+            batch_cap=memory.batch_cap,
+            on_dropped=lambda n: None,
+            metrics=self.metrics,
+        )
+        writer = OutcomeWriter(
+            engine=engine, scores_topic=s.topics.scores, dead_letter_topic=s.topics.dead_letters,
+            worker_id=s.worker_id,
+        )  # fmt: skip
+        common: dict[str, Any] = {
+            "producer": producer,
+            "writer": writer,
+            "outbox": self.outbox,
+            "tracker": self.tracker,
+            "metrics": self.metrics,
+            "latency_budget_s": s.batching.latency_budget_ms / 1000,
+            "request_rewind": source.request_rewind,
+            "on_dropped": lambda n: None,
+            "on_publish_latency": publish_latency,
+        }
+        publisher = (
+            TransactionalPublisher(group_metadata=consumer.group_metadata, **common)
+            if exactly_once
+            else AtLeastOncePublisher(**common)
+        )
+
+        source.subscribe()
+        scoring.start()
+        publisher.start()
+        self._poll_thread = threading.Thread(
+            target=self._poll_loop, args=(source, consumer, exactly_once), name="riskstream-poll", daemon=True
+        )
+        self._poll_thread.start()
+        self.ready.set()
+        log.info(
+            "worker started", worker_id=s.worker_id, guarantee=s.guarantee, model=info.name,
+            quantization=info.quantization, device=info.device, budget_ms=s.batching.latency_budget_ms,
+        )  # fmt: skip
+
+        code = self._supervise(scoring, publisher)
+        self._shutdown(source, scoring, publisher, producer, graceful=code == EXIT_OK)
+        self.exit_code = code
+        return code
+
+    def _supervise(self, scoring: ScoringStage, publisher: AtLeastOncePublisher | TransactionalPublisher) -> int:
+        while not self._stop.wait(_SUPERVISE_S):
+            if isinstance(publisher.failure, FencedError):
+                return EXIT_FENCED
+            for name, failure in (("publisher", publisher.failure), ("scoring", scoring.failure),
+                                  ("poll loop", self._poll_failure)):  # fmt: skip
+                if failure is not None:
+                    log.error("stage failed; stopping", stage=name, error=type(failure).__name__)
+                    return EXIT_FAILED
+        return EXIT_OK
+
+    def _poll_loop(self, source: Source, consumer: KafkaConsumer, exactly_once: bool) -> None:
+        try:
+            while not self._poll_shutdown.is_set():
+                source.iteration()
+        except BaseException as exc:
+            self._poll_failure = exc
+            log.exception("poll loop failed")
+        finally:
+            if not exactly_once and self._poll_failure is None:
+                source.commit()
+            source.set_drain_timeout(0.0)  # already drained (or abandoning): close must not wait again
+            try:
+                consumer.close(autocommit=False)
+            except Exception as exc:  # closing is best effort; the broker expires the member anyway
+                log.warning("consumer close failed", error=type(exc).__name__)
+
+    def _shutdown(
+        self,
+        source: Source,
+        scoring: ScoringStage,
+        publisher: AtLeastOncePublisher | TransactionalPublisher,
+        producer: KafkaProducer,
+        *,
+        graceful: bool,
+    ) -> None:
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        source.stop_consuming()
+        drained = False
+        if graceful:
+            drained = self.tracker.wait_drained(max(0.0, deadline - time.monotonic()))
+            left = self.tracker.pending()
+            if drained:
+                log.info("drained: all consumed events published")
+            else:
+                log.warning("drain timed out: uncommitted events will be replayed by the next owner", left=left)
+        self._poll_shutdown.set()
+        if self._poll_thread is not None:
+            self._poll_thread.join(timeout=max(1.0, deadline - time.monotonic()))
+        scoring.stop()
+        publisher.stop()
+        scoring.thread.join(timeout=5.0)
+        publisher.thread.join(timeout=5.0)
+        try:
+            producer.close(timeout=max(1.0, deadline - time.monotonic()))
+        except Exception as exc:  # best effort: unsent records are uncommitted and will be replayed
+            log.warning("producer close failed", error=type(exc).__name__)
+        if self.health is not None:
+            self.health.stop()
+        log.info("worker stopped", drained=drained, in_flight=self.tracker.pending())

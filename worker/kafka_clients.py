@@ -1,0 +1,74 @@
+"""kafka-python clients built from the settings (connection and security in one place)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+from worker.settings import KafkaSettings, Settings
+
+
+def connection_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """Bootstrap, client id and security options shared by every client."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in kafka.bootstrap_servers.split(",") if s.strip()],
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+        "request_timeout_ms": kafka.request_timeout_ms,
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        config["ssl_check_hostname"] = kafka.ssl_check_hostname
+        if kafka.ssl_cafile is not None:
+            config["ssl_cafile"] = str(kafka.ssl_cafile)
+        if kafka.ssl_certfile is not None and kafka.ssl_keyfile is not None:
+            config["ssl_certfile"] = str(kafka.ssl_certfile)
+            config["ssl_keyfile"] = str(kafka.ssl_keyfile)
+    if kafka.security_protocol == "SASL_SSL":
+        assert kafka.sasl_password is not None  # enforced by KafkaSettings validation
+        config["sasl_mechanism"] = kafka.sasl_mechanism
+        config["sasl_plain_username"] = kafka.sasl_username
+        config["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    return config
+
+
+def build_consumer(settings: Settings) -> KafkaConsumer:
+    c = settings.consumer
+    return KafkaConsumer(
+        **connection_config(settings.kafka),
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=c.auto_offset_reset,
+        max_poll_records=c.max_poll_records,
+        max_poll_interval_ms=c.max_poll_interval_ms,
+        session_timeout_ms=c.session_timeout_ms,
+        heartbeat_interval_ms=c.heartbeat_interval_ms,
+        fetch_max_wait_ms=c.fetch_max_wait_ms,
+        # Transactional input (and our own exactly-once output) is only read once committed.
+        isolation_level="read_committed" if settings.guarantee == "exactly_once" else "read_uncommitted",
+        # Eager assignors: a rebalance revokes everything, and the listener drains before it returns.
+        partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
+    )
+
+
+def build_producer(settings: Settings) -> KafkaProducer:
+    config: dict[str, Any] = {
+        **connection_config(settings.kafka),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 1,
+        "compression_type": None,
+        # A send that cannot reach the topic fails within this long and the work is replayed.
+        "max_block_ms": 10_000,
+        "delivery_timeout_ms": 35_000,
+    }
+    if settings.guarantee == "exactly_once":
+        config["transactional_id"] = settings.transactional_id
+        config["transaction_timeout_ms"] = settings.transaction_timeout_ms
+    return KafkaProducer(**config)
+
+
+def build_admin(settings: Settings) -> KafkaAdminClient:
+    return KafkaAdminClient(**connection_config(settings.kafka))

@@ -1,0 +1,71 @@
+"""structlog configuration: JSON lines for machines, a console renderer for people.
+
+Every event passes through :func:`redact_processor` last, so even a careless log call cannot
+write a full card number: any Luhn-valid PAN in any string value is masked to BIN + last four.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from schemas.redaction import is_sensitive_key, mask_pans
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_pans(value)
+    if isinstance(value, bytes):
+        return mask_pans(value.decode("utf-8", errors="replace"))
+    if isinstance(value, dict):
+        return {k: "[REDACTED]" if isinstance(k, str) and is_sensitive_key(k) else _redact_value(v)
+                for k, v in value.items()}  # fmt: skip
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return mask_pans(str(value))
+
+
+def redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Last line of defence: mask PANs and drop secret-looking fields from every log event."""
+    for key in list(event_dict):
+        event_dict[key] = "[REDACTED]" if is_sensitive_key(key) else _redact_value(event_dict[key])
+    return event_dict
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Configure structlog and route the standard library's logging (kafka-python's) through it."""
+    out = stream if stream is not None else sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*shared, redact_processor, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=True,
+    )
+    # Standard-library loggers (kafka-python) go through the same redaction and rendering.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_processor, renderer],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(numeric_level)
+    # kafka-python is chatty at INFO about routine connection events.
+    logging.getLogger("kafka").setLevel(max(numeric_level, logging.WARNING))

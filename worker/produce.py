@@ -1,0 +1,138 @@
+"""The load generator behind ``riskstream produce``: synthetic (or recorded) transactions into Kafka.
+
+Open loop: records are sent on a fixed schedule (``rate`` per second) whatever the consumers do,
+with the producer's CreateTime as the Kafka timestamp and the account id as the key. A share of
+records can be made *poison* on purpose (malformed JSON, schema-invalid, oversize, a full card
+number in free text) to exercise the dead-letter path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaProducer
+
+from schemas import TransactionEvent
+
+POISON_KINDS = ("malformed_json", "schema_invalid", "oversize", "pan_in_text")
+# A Luhn-valid test card number (Visa test range), as fraud feeds sometimes leak one into free text.
+TEST_PAN = "4111 1111 1111 1111"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEvent:
+    key: bytes
+    value: bytes
+    transaction_id: str | None
+    is_fraud: bool | None
+    poison: str | None
+
+
+@dataclass
+class ProduceReport:
+    sent: int = 0
+    poison: dict[str, int] = field(default_factory=dict)
+    fraud: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+def poison_value(kind: str, event: TransactionEvent, max_event_bytes: int) -> bytes:
+    """A record value that the worker must dead-letter, derived from a valid event."""
+    body = json.loads(event.model_dump_json())
+    if kind == "malformed_json":
+        return event.model_dump_json().encode()[:-7]
+    if kind == "schema_invalid":
+        body["currency"] = "ZZZ"
+        body["amount"] = "-1"
+        return json.dumps(body).encode()
+    if kind == "oversize":
+        body["merchant"]["name"] = "x" * (max_event_bytes + 1)
+        return json.dumps(body).encode()
+    if kind == "pan_in_text":
+        body["merchant"]["name"] = f"refund to card {TEST_PAN}"
+        return json.dumps(body).encode()
+    raise ValueError(f"unknown poison kind {kind!r}")
+
+
+def outgoing_events(
+    events: Iterable[tuple[TransactionEvent, bool | None]],
+    *,
+    poison_rate: float = 0.0,
+    poison_kinds: tuple[str, ...] = POISON_KINDS,
+    seed: int = 0,
+    max_event_bytes: int = 65_536,
+    restamp: bool = True,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Iterator[OutgoingEvent]:
+    """Serialize events (re-stamped with the current time), turning ``poison_rate`` of them to poison."""
+    if not 0 <= poison_rate <= 1:
+        raise ValueError("poison_rate must be within [0, 1]")
+    rng = random.Random(f"poison/{seed}")
+    kinds = itertools.cycle(poison_kinds)  # rotate through the kinds, evenly
+    for event, is_fraud in events:
+        if restamp:
+            event = event.model_copy(update={"event_time": now()})
+        key = event.account_id.encode()
+        if poison_rate and rng.random() < poison_rate:
+            kind = next(kinds)
+            yield OutgoingEvent(key, poison_value(kind, event, max_event_bytes), None, None, kind)
+        else:
+            yield OutgoingEvent(key, event.model_dump_json().encode(), event.transaction_id, is_fraud, None)
+
+
+def send_paced(
+    producer: KafkaProducer,
+    topic: str,
+    events: Iterable[OutgoingEvent],
+    *,
+    count: int,
+    rate: float | None,
+    on_progress: Callable[[int], None] | None = None,
+    on_sent: Callable[[OutgoingEvent], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> ProduceReport:
+    """Send up to ``count`` events at ``rate`` per second (None = as fast as possible), then flush."""
+    report = ProduceReport()
+    started = time.perf_counter()
+    pending_progress = 0
+    for index, item in enumerate(events):
+        if index >= count or should_stop():
+            break
+        if rate:
+            due = started + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0.002:
+                time.sleep(delay)
+        producer.send(topic, value=item.value, key=item.key)
+        report.sent += 1
+        if item.poison is not None:
+            report.poison[item.poison] = report.poison.get(item.poison, 0) + 1
+        elif item.is_fraud:
+            report.fraud += 1
+        if on_sent is not None:
+            on_sent(item)
+        pending_progress += 1
+        if on_progress is not None and pending_progress >= 500:
+            on_progress(pending_progress)
+            pending_progress = 0
+    producer.flush()
+    if on_progress is not None and pending_progress:
+        on_progress(pending_progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def load_producer_config() -> dict[str, Any]:
+    """Producer options for load generation: throughput over latency, still durable."""
+    return {"acks": "all", "linger_ms": 5, "enable_idempotence": True}

@@ -1,0 +1,264 @@
+"""All of riskstream's knobs: one frozen settings object, validated once at start-up.
+
+Sources, strongest first: explicit overrides, environment variables (prefix ``RISKSTREAM_``,
+nested sections joined with ``__``, e.g. ``RISKSTREAM_KAFKA__BOOTSTRAP_SERVERS``), an optional
+TOML file (``riskstream worker --config FILE``), then the defaults documented here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from worker.errors import ConfigError
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("riskstream_config_file", default=None)
+DEFAULT_MODEL_DIR = Path.home() / ".cache" / "riskstream" / "models" / "default"
+
+
+def _default_worker_id() -> str:
+    """The pod/host name, reduced to the identifier alphabet (stable across restarts of one pod)."""
+    raw = os.environ.get("HOSTNAME") or socket.gethostname() or "riskstream"
+    cleaned = re.sub(r"[^A-Za-z0-9._:@/-]", "-", raw).lstrip("._:@/-")
+    return (cleaned or "riskstream")[:64]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list of brokers."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    """PLAINTEXT only on trusted networks; SSL (optionally mutual TLS) or SASL_SSL otherwise."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """Required with SASL_SSL."""
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    """Never logged; read it from a Kubernetes Secret via the environment."""
+    ssl_cafile: Path | None = None
+    """PEM bundle of the CA that signed the brokers' certificates (default: system trust store)."""
+    ssl_certfile: Path | None = None
+    """Client certificate (PEM) for mutual TLS."""
+    ssl_keyfile: Path | None = None
+    """Client private key (PEM) for mutual TLS."""
+    ssl_check_hostname: bool = True
+    """Verify that broker certificates match their host names. Leave on."""
+    client_id: str = "riskstream"
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> Self:
+        if self.security_protocol == "SASL_SSL":
+            missing = [
+                name
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) in (None, "")
+            ]
+            if missing:
+                raise ValueError(f"SASL_SSL needs {', '.join(missing)}")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} {path} does not exist")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        return self
+
+
+class TopicSettings(Section):
+    input: str = "transactions"
+    """Transaction events to score (key = account id)."""
+    scores: str = "risk-scores"
+    """One RiskScore per scored event, keyed like the input."""
+    dead_letters: str = "transactions.dlq"
+    """One DeadLetter per record that could not be scored, with the reason."""
+
+
+class BatchingSettings(Section):
+    latency_budget_ms: float = Field(default=50.0, gt=0, le=60_000)
+    """Event (Kafka CreateTime) to published score. Batches close early enough to meet it."""
+    max_batch: int = Field(default=256, ge=1, le=65_536)
+    """Upper bound on a batch; the memory probe may lower the effective cap."""
+    max_linger_ms: float = Field(default=2.0, ge=0)
+    """How long a batch may wait for company once it has an on-time event (throughput vs latency)."""
+    safety_margin_ms: float = Field(default=5.0, ge=0)
+    """Slack kept between the estimated finish and the budget, for jitter."""
+
+
+class BackpressureSettings(Section):
+    max_in_flight: int = Field(default=4096, ge=1)
+    """High-water mark: pause consumption when this many events are consumed but not yet published."""
+    resume_in_flight: int | None = Field(default=None, ge=0)
+    """Low-water mark to resume at (default: half the high-water mark)."""
+    memory_headroom: ByteSize = Field(default=ByteSize(512 * 1024 * 1024))
+    """Device memory to keep free (e.g. "512MiB"); below it, consumption pauses and the batch cap shrinks."""
+    probe_interval_ms: float = Field(default=100.0, gt=0)
+    """How often free device memory is sampled."""
+
+    @model_validator(mode="after")
+    def _water_marks_are_ordered(self) -> Self:
+        if self.resume_in_flight is not None and self.resume_in_flight >= self.max_in_flight:
+            raise ValueError("resume_in_flight must be below max_in_flight")
+        return self
+
+    @property
+    def low_water(self) -> int:
+        return self.resume_in_flight if self.resume_in_flight is not None else self.max_in_flight // 2
+
+
+class ConsumerSettings(Section):
+    max_poll_records: int = Field(default=1000, ge=1)
+    session_timeout_ms: int = Field(default=30_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    commit_interval_ms: int = Field(default=1_000, ge=10)
+    """At-least-once: how often the contiguous completed watermark is committed."""
+    rebalance_drain_timeout_ms: int = Field(default=10_000, ge=0)
+    """On revoke, how long to wait for in-flight work to publish before abandoning it uncommitted."""
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    fetch_max_wait_ms: int = Field(default=20, ge=0)
+    """Broker-side wait for data to accumulate; small keeps latency low."""
+
+
+class ModelSettings(Section):
+    dir: Path = DEFAULT_MODEL_DIR
+    """Local checkpoint directory (config.json, model.safetensors, tokenizer.json, riskstream.json)."""
+    device: str = "auto"
+    """"auto" (first CUDA device if any, else CPU), "cpu" or "cuda:N". One worker per device."""
+    quantization: str | None = None
+    """fp32, int8, bf16, ... (default: the checkpoint's recommendation for the device)."""
+    threads: int | None = Field(default=None, ge=1)
+    """CPU intra-op threads (default: all cores this process may use)."""
+
+    @model_validator(mode="after")
+    def _device_is_known(self) -> Self:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f'device must be "auto", "cpu" or "cuda:N", not {self.device!r}')
+        return self
+
+
+class ObservabilitySettings(Section):
+    metrics_port: int = Field(default=9108, ge=0, le=65_535)
+    """Prometheus /metrics, /healthz and /readyz (0 = pick a free port)."""
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probe and scrape port must be reachable
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """auto = console on a TTY, JSON otherwise."""
+    stall_after_s: float = Field(default=30.0, gt=0)
+    """/healthz fails when the poll loop has made no progress for this long."""
+
+
+class FaultSettings(Section):
+    """Fault injection for tests and drills. All off by default; never enable in production."""
+
+    oom_probability: float = Field(default=0.0, ge=0, le=1)
+    """Chance that a forward pass of two or more events raises a device out-of-memory error."""
+    model_delay_ms: float = Field(default=0.0, ge=0)
+    """Extra time added to every batch, to simulate a slow model."""
+    model_delay_for_s: float = Field(default=0.0, ge=0)
+    """Apply model_delay_ms only during the first this-many seconds after warm-up (0 = always)."""
+    memory_pressure_after_s: float = Field(default=0.0, ge=0)
+    """Report device memory exhausted from this many seconds after warm-up ..."""
+    memory_pressure_for_s: float = Field(default=0.0, ge=0)
+    """... for this long (0 = never)."""
+    seed: int = 0
+
+
+class Settings(BaseSettings):
+    """riskstream worker settings. Frozen: read once at start-up, then passed around."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RISKSTREAM_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        case_sensitive=False,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    group_id: str = "riskstream"
+    """Consumer group shared by all workers of one deployment."""
+    worker_id: str = Field(default_factory=_default_worker_id, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}$")
+    """This instance (pod name); also names the transactional id in exactly-once mode."""
+    guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    """at_least_once: commit after broker acks. exactly_once: Kafka transactions (readers use read_committed)."""
+    transactional_id_prefix: str = "riskstream"
+    transaction_timeout_ms: int = Field(default=15_000, ge=1_000)
+    """A crashed instance's open transaction blocks read_committed readers at most this long."""
+    max_event_bytes: int = Field(default=65_536, ge=256)
+    """Record values above this are dead-lettered unparsed."""
+    drain_timeout_s: float = Field(default=20.0, ge=0)
+    """On SIGTERM: time to publish and commit in-flight work before exiting (keep < terminationGracePeriodSeconds)."""
+    batching: BatchingSettings = BatchingSettings()
+    backpressure: BackpressureSettings = BackpressureSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    model: ModelSettings = ModelSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    faults: FaultSettings = FaultSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _CONFIG_FILE.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.transactional_id_prefix}-{self.group_id}-{self.worker_id}"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict safe to log (secrets stay masked)."""
+        return self.model_dump(mode="json")
+
+
+@contextmanager
+def _config_file(path: Path | None) -> Iterator[None]:
+    token = _CONFIG_FILE.set(path)
+    try:
+        yield
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build and validate the settings; raise ``ConfigError`` with one readable line if invalid."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    try:
+        with _config_file(config_file):
+            return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(f"cannot read config file {config_file}: {exc}") from None

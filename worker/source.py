@@ -1,0 +1,302 @@
+"""The poll loop: the only thread that touches the KafkaConsumer.
+
+Read ``_iteration`` top to bottom and it states the delivery guarantee:
+
+1. apply backpressure (pause/resume every assigned partition; keep polling either way, so the
+   member stays in its group);
+2. replay uncommitted work if a stage asked for it (failed publish, aborted transaction);
+3. poll, decode, validate and featurize; every record is tracked as in flight *before* it is
+   handed to the inference stage, and becomes exactly one score or one dead letter;
+4. at-least-once: commit the contiguous done watermark (never past an unacknowledged record).
+   Exactly-once: the publisher commits offsets inside its transactions instead.
+
+Rebalances: kafka-python 3 runs the rebalance listener on its I/O thread, where blocking
+consumer calls raise. The listener is therefore an ``AsyncConsumerRebalanceListener`` that only
+waits on our own stages (not on the consumer) and *awaits* the commit future.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import kafka.errors as kafka_errors
+import structlog
+from kafka import KafkaConsumer
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from schemas import DecodeError, ErrorKind, decode
+from worker.admission import AdmissionController
+from worker.engine import ScoringEngine
+from worker.metrics import WorkerMetrics
+from worker.offsets import OffsetTracker
+from worker.records import ConsumedRecord
+
+log = structlog.get_logger("riskstream.source")
+
+TRACE_HEADER = "traceparent"
+_POLL_TIMEOUT_MS = 50
+_LAG_INTERVAL_S = 2.0
+_REWIND_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+class Source:
+    def __init__(
+        self,
+        *,
+        consumer: KafkaConsumer,
+        engine: ScoringEngine,
+        topic: str,
+        tracker: OffsetTracker,
+        outbox: queue.SimpleQueue[ConsumedRecord],
+        admission: AdmissionController,
+        metrics: WorkerMetrics,
+        free_device_bytes: Callable[[], int | None],
+        latency_budget_s: float,
+        max_event_bytes: int,
+        max_poll_records: int,
+        commits_offsets: bool,
+        commit_interval_s: float,
+        rebalance_drain_timeout_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._consumer = consumer
+        self._engine = engine
+        self._topic = topic
+        self._tracker = tracker
+        self._outbox = outbox
+        self._admission = admission
+        self._metrics = metrics
+        self._free_device_bytes = free_device_bytes
+        self._budget_s = latency_budget_s
+        self._max_event_bytes = max_event_bytes
+        self._max_poll_records = max_poll_records
+        self._commits_offsets = commits_offsets
+        self._commit_interval_s = commit_interval_s
+        self._drain_timeout_s = rebalance_drain_timeout_s
+        self._clock = clock
+        self._rewind_lock = threading.Lock()
+        self._rewind_cause: str | None = None
+        self._rewinds_in_a_row = 0
+        self._resume_at = 0.0
+        self._seek_on_assign: dict[TopicPartition, int] = {}
+        self._next_commit = 0.0
+        self._next_lag = 0.0
+        self._paused_seconds_reported = 0.0
+        self._stopping = threading.Event()
+        self.last_progress = time.monotonic()
+        self.assigned: frozenset[TopicPartition] = frozenset()
+        self.ever_assigned = threading.Event()
+        self.listener = _RebalanceListener(self)
+
+    # -- called from other threads ------------------------------------------------------------
+
+    def request_rewind(self, cause: str) -> None:
+        """Ask the poll loop to replay uncommitted work from the first unacknowledged offset."""
+        with self._rewind_lock:
+            if self._rewind_cause is None:
+                self._rewind_cause = cause
+
+    def set_drain_timeout(self, seconds: float) -> None:
+        self._drain_timeout_s = seconds
+
+    def stop_consuming(self) -> None:
+        """Stop taking new records (shutdown); the loop keeps polling and committing while draining."""
+        self._stopping.set()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe([self._topic], listener=self.listener)
+
+    def iteration(self) -> None:
+        """One pass of the poll loop (the worker calls this until shutdown completes)."""
+        now = time.monotonic()
+        self._apply_backpressure(now)
+        self._maybe_rewind(now)
+        room = self._admission.room(self._tracker.pending())
+        polled = self._consumer.poll(
+            timeout_ms=_POLL_TIMEOUT_MS, max_records=max(1, min(self._max_poll_records, room)), update_offsets=True
+        )
+        for tp, records in polled.items():
+            for record in records:
+                self._take(tp, record)
+        if self._commits_offsets and (now >= self._next_commit):
+            self.commit()
+            self._next_commit = now + self._commit_interval_s
+        if now >= self._next_lag:
+            self._update_lag()
+            self._next_lag = now + _LAG_INTERVAL_S
+        self._metrics.in_flight.set(self._tracker.pending())
+        self._metrics.last_progress.set(time.time())
+        self.last_progress = time.monotonic()
+
+    def _take(self, tp: TopicPartition, record: Any) -> None:
+        arrived = self._clock()
+        epoch = self._tracker.track(tp, record.offset)
+        self._metrics.consumed.inc()
+        stamped = record.timestamp is not None and record.timestamp >= 0
+        timestamp_ms = record.timestamp if stamped else int(arrived * 1000)
+        late = arrived - timestamp_ms / 1000.0 >= self._budget_s
+        if late:
+            self._metrics.late_events.inc()
+        trace = next((value for name, value in (record.headers or ()) if name == TRACE_HEADER), None)
+        consumed = ConsumedRecord(
+            tp=tp, offset=record.offset, timestamp_ms=timestamp_ms, key=record.key, epoch=epoch,
+            arrived_s=arrived, late=late, trace=trace, value=record.value,
+        )  # fmt: skip
+        decoded = decode(record.value, max_bytes=self._max_event_bytes)
+        if isinstance(decoded, DecodeError):
+            consumed.error_kind, consumed.error = decoded.kind, decoded.message
+            log.info("dead-lettering record", where=consumed.where(), error_type=decoded.kind.value)
+        else:
+            try:
+                consumed.features = self._engine.featurize(decoded)
+                consumed.event = decoded
+            except Exception as exc:  # a featurizer bug must cost one record, never the partition
+                consumed.error_kind = ErrorKind.FEATURIZE_FAILED
+                consumed.error = f"featurize failed: {type(exc).__name__}"
+                log.warning("featurize failed", where=consumed.where(), error=type(exc).__name__)
+        self._outbox.put(consumed)
+
+    # -- backpressure -------------------------------------------------------------------------
+
+    def _apply_backpressure(self, now: float) -> None:
+        state = self._admission.evaluate(
+            in_flight=self._tracker.pending(), free_bytes=self._free_device_bytes(), now=now
+        )
+        assignment = self._consumer.assignment()
+        hold = state.paused or self._stopping.is_set() or now < self._resume_at
+        if hold:
+            to_pause = [tp for tp in assignment if tp not in self._consumer.paused()]
+            if to_pause:
+                self._consumer.pause(*to_pause)
+        else:
+            paused = list(self._consumer.paused())
+            if paused:
+                self._consumer.resume(*paused)
+        if state.changed:
+            if state.paused:
+                self._metrics.pauses.labels(state.reason or "unknown").inc()
+                log.info("backpressure: pausing consumption", reason=state.reason, in_flight=self._tracker.pending())
+            else:
+                log.info("backpressure: resuming consumption", in_flight=self._tracker.pending())
+        self._metrics.paused_partitions.set(len(self._consumer.paused()))
+        total = self._admission.total_paused_seconds(now)
+        self._metrics.paused_seconds.inc(max(0.0, total - self._paused_seconds_reported))
+        self._paused_seconds_reported = total
+
+    # -- rewind -------------------------------------------------------------------------------
+
+    def _maybe_rewind(self, now: float) -> None:
+        with self._rewind_lock:
+            cause, self._rewind_cause = self._rewind_cause, None
+        if cause is None:
+            if now >= self._resume_at:
+                self._rewinds_in_a_row = 0
+            return
+        if self._commits_offsets:
+            self.commit()  # keep what is contiguously done, so the replay is as short as possible
+        points = self._tracker.replay_points()
+        self._tracker.reset()
+        assignment = self._consumer.assignment()
+        for tp, offset in points.items():
+            if tp in assignment:
+                self._consumer.seek(tp, offset)
+        backoff = _REWIND_BACKOFF_S[min(self._rewinds_in_a_row, len(_REWIND_BACKOFF_S) - 1)]
+        self._rewinds_in_a_row += 1
+        self._resume_at = now + backoff
+        self._metrics.rewinds.labels(cause).inc()
+        log.warning("replaying uncommitted work", cause=cause, partitions=len(points), resume_in_s=backoff)
+
+    # -- commits ------------------------------------------------------------------------------
+
+    def commit(self) -> bool:
+        """At-least-once: commit every partition's contiguous done watermark (synchronously)."""
+        offsets = self._tracker.committable()
+        assignment = self._consumer.assignment()
+        offsets = {tp: o for tp, o in offsets.items() if tp in assignment}
+        if not offsets:
+            return True
+        started = time.perf_counter()
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        except kafka_errors.KafkaError as exc:
+            log.warning("offset commit failed; will retry", error=type(exc).__name__)
+            return False
+        self._metrics.commit_latency.observe(time.perf_counter() - started)
+        self._metrics.commits.inc()
+        self._tracker.mark_committed(offsets)
+        return True
+
+    def _update_lag(self) -> None:
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = self._consumer.position(tp, timeout_ms=0)
+            except kafka_errors.KafkaError:
+                continue
+            if position is not None:
+                self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    # -- rebalance (runs on kafka-python's I/O thread) ----------------------------------------
+
+    def on_revoked(self, revoked: set[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Drain in-flight work, then return what to commit before the partitions go.
+
+        Waits (bounded) until every consumed record is published; work still in flight after that
+        is abandoned uncommitted (a new epoch drops it everywhere) and its partitions are sought
+        back to the first unacknowledged offset if this worker keeps them.
+        """
+        started = time.monotonic()
+        drained = self._tracker.wait_drained(self._drain_timeout_s)
+        offsets = self._tracker.committable() if self._commits_offsets else {}
+        self._seek_on_assign = self._tracker.replay_points()
+        self._tracker.reset()
+        self._metrics.rebalances.inc()
+        log.info(
+            "partitions revoked", partitions=len(revoked), drained=drained,
+            abandoned=len(self._seek_on_assign), drain_ms=round((time.monotonic() - started) * 1000, 1),
+        )  # fmt: skip
+        return {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items() if tp in revoked}
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp, offset in self._seek_on_assign.items():
+            if tp in assigned:
+                self._consumer.seek(tp, offset)
+        self._seek_on_assign = {}
+        self.assigned = frozenset(assigned)
+        self.ever_assigned.set()
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    def on_lost(self, lost: set[TopicPartition]) -> None:
+        self._tracker.reset()
+        self._seek_on_assign = {}
+        self.assigned = frozenset()
+        log.warning("partitions lost (evicted from the group); in-flight work abandoned", partitions=len(lost))
+
+
+class _RebalanceListener(AsyncConsumerRebalanceListener):
+    def __init__(self, source: Source) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        offsets = self._source.on_revoked(set(revoked))
+        if offsets:
+            try:
+                await self._source._consumer.commit_async(offsets)
+            except kafka_errors.KafkaError as exc:
+                log.warning("commit on revoke failed; the new owner replays from the previous commit",
+                            error=type(exc).__name__)  # fmt: skip
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._source.on_assigned(set(assigned))
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        self._source.on_lost(set(lost))
