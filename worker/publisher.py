@@ -88,12 +88,14 @@ class OutcomeWriter:
         message = RiskScore(
             transaction_id=event.transaction_id,
             account_id=event.account_id,
-            score=min(1.0, max(0.0, score)),
+            # Rounded: six decimals is finer than any threshold, and long digit runs in floats would
+            # trip PAN scanners downstream.
+            score=round(min(1.0, max(0.0, score)), 6),
             decision=decision,
             model=self._model,
             event_time=event.event_time,
             scored_time=now,
-            latency_ms=max(0.0, now.timestamp() * 1000.0 - record.timestamp_ms),
+            latency_ms=round(max(0.0, now.timestamp() * 1000.0 - record.timestamp_ms), 3),
             batch_size=max(1, batch_size),
             late=record.late,
             worker_id=self._worker_id,
@@ -111,7 +113,7 @@ class OutcomeWriter:
             topic=record.tp.topic,
             partition=record.tp.partition,
             offset=record.offset,
-            timestamp_ms=record.timestamp_ms,
+            timestamp=datetime.fromtimestamp(record.timestamp_ms / 1000, UTC),
             key=record.key,
             value=record.value,
             kind=kind,

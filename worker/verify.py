@@ -52,6 +52,8 @@ class VerifyReport:
     order_violations: list[str] = field(default_factory=list)
     committed_behind: dict[int, tuple[int | None, int]] = field(default_factory=dict)
     pans_found: int = 0
+    pan_locations: list[str] = field(default_factory=list)
+    """Where a PAN was found (topic[partition]@offset), never the text itself."""
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     late: int = 0
 
@@ -108,6 +110,7 @@ def _outcomes(config: dict[str, Any], topic: str, kind: str, report: VerifyRepor
         texts.extend(value.decode("utf-8", "replace") for _, value in record.headers or () if value)
         if any(contains_pan(text) for text in texts):
             report.pans_found += 1
+            report.pan_locations.append(f"{topic}[{record.partition}]@{record.offset}")
         payload = json.loads(record.value)
         source = payload["source"]
         if kind == "dead_letter":
@@ -173,7 +176,7 @@ def committed_behind(config: dict[str, Any], group_id: str, topic: str) -> dict[
     admin = KafkaAdminClient(**config)
     consumer = KafkaConsumer(**config, group_id=None, enable_auto_commit=False)
     try:
-        committed = admin.list_consumer_group_offsets(group_id)
+        committed = admin.list_group_offsets({group_id: None}).get(group_id, {})
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         ends = consumer.end_offsets(tps)

@@ -99,7 +99,7 @@ dead_letters = st.builds(
         topic=topics,
         partition=st.integers(0, 10_000),
         offset=st.integers(0, 1 << 62),
-        timestamp_ms=st.none() | st.integers(0, 1 << 42),
+        timestamp=st.none() | aware_datetimes,
         key=st.none() | st.text(max_size=256),
     ),
     error_type=st.sampled_from(ErrorKind),

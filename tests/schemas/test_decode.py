@@ -135,7 +135,7 @@ def test_error_text_and_dead_letter_never_hold_a_pan(name: str) -> None:
     result = decode(payload)
     assert isinstance(result, DecodeError)
     letter = build_dead_letter(
-        topic="transactions", partition=3, offset=17, timestamp_ms=1, key=PAN.encode(), value=payload,
+        topic="transactions", partition=3, offset=17, timestamp=datetime.now(UTC), key=PAN.encode(), value=payload,
         kind=result.kind, error=result.message, worker_id="w-1", failed_time=datetime.now(UTC),
     )  # fmt: skip
     wire = letter.model_dump_json()
