@@ -17,8 +17,6 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -28,11 +26,11 @@ from prometheus_client import CollectorRegistry
 
 from worker.admission import AdmissionController
 from worker.batcher import BatchPolicy, LatencyBudgetBatcher, ServiceTimeEstimator
-from worker.engine import ScoringEngine
+from worker.engine import LoadedEngine, MemorySampler
 from worker.errors import FencedError
 from worker.health import HealthServer
 from worker.kafka_clients import build_consumer, build_producer
-from worker.memory import MemorySampler, MemoryWatch, PressureWindow
+from worker.memory import MemoryWatch, PressureWindow
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
 from worker.publisher import AtLeastOncePublisher, OutcomeWriter, TransactionalPublisher
@@ -48,18 +46,6 @@ EXIT_FAILED = 1
 EXIT_FENCED = 3
 EXIT_ABORTED = 130
 _SUPERVISE_S = 0.2
-
-
-@dataclass(frozen=True)
-class LoadedEngine:
-    """A warmed-up scoring engine and what the worker needs to know about its device."""
-
-    engine: ScoringEngine
-    sample_memory: MemorySampler
-    cap_for_free_bytes: Callable[[int], int]
-    """Largest batch that fits in this much free device memory (minus the headroom)."""
-    service_times: dict[int, float]
-    """Warm-up seconds per batch, per bucket: the batcher's first estimates."""
 
 
 class Worker:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from worker.engine import MemorySampler
 from worker.metrics import WorkerMetrics
-
-MemorySampler = Callable[[], tuple[int, int]]
-"""Returns (free_bytes, total_bytes) of the scoring device."""
 
 
 class MemoryWatch:

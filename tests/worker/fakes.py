@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas import Decision, TransactionEvent
-from worker.app import LoadedEngine
+from worker.engine import LoadedEngine
 
 
 @dataclass(frozen=True)
