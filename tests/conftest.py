@@ -337,3 +337,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+# -- a trained model for the worker and reliability tests -------------------------------------------------
+
+MODEL_CACHE = REPO_ROOT / ".cache" / "test-models"
+
+
+def _inference_source_digest() -> str:
+    """Changes whenever the model code changes, so a cached test model is never stale."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((REPO_ROOT / "inference").glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def serving_model() -> Path:
+    """A ``riskstream train --preset tiny`` checkpoint for tests that run the real scorer.
+
+    ``RISKSTREAM_TEST_MODEL_DIR`` points at an existing one; otherwise it is trained once (tens of
+    seconds) and cached under ``.cache/test-models/`` keyed by the inference code's digest.
+    """
+    override = os.environ.get("RISKSTREAM_TEST_MODEL_DIR")
+    if override:
+        return Path(override)
+    target = MODEL_CACHE / f"tiny-{_inference_source_digest()}"
+    if not (target / "riskstream.json").exists():
+        from inference.train import train
+
+        train(target, preset="tiny", seed=0)
+    return target

@@ -77,6 +77,11 @@ class Worker:
         self.ready = threading.Event()
         self.exit_code: int | None = None
 
+    @property
+    def consumer(self) -> KafkaConsumer | None:
+        """The worker's consumer, once running (for inspection: its poll thread is its only user)."""
+        return self._consumer
+
     # -- control ------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
@@ -127,8 +132,8 @@ class Worker:
                 registry=self.metrics.registry, healthy=self._healthy, ready=self._ready,
             )  # fmt: skip
             self.health.start()
-        consumer = self._consumer or build_consumer(s)
-        producer = self._producer or build_producer(s)
+        consumer = self._consumer = self._consumer or build_consumer(s)
+        producer = self._producer = self._producer or build_producer(s)
         exactly_once = s.guarantee == "exactly_once"
         if exactly_once:
             producer.init_transactions()

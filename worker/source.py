@@ -259,7 +259,8 @@ class Source:
         offsets = self._tracker.committable() if self._commits_offsets else {}
         self._seek_on_assign = self._tracker.replay_points()
         self._tracker.reset()
-        self._metrics.rebalances.inc()
+        if revoked:
+            self._metrics.rebalances.inc()
         log.info(
             "partitions revoked", partitions=len(revoked), drained=drained,
             abandoned=len(self._seek_on_assign), drain_ms=round((time.monotonic() - started) * 1000, 1),
