@@ -22,8 +22,10 @@ install: $(VENV)/.installed ## Create .venv and install riskstream with its dev 
 toolchain: ## Make sure Java 17+ and Maven (for the local Kafka broker) are installed
 	@ops/ensure-toolchain.sh
 
-lint: install ## ruff (with bugbear and bandit rules)
-	$(VENV)/bin/ruff check $(PACKAGES) tests ops/kafka
+lint: install ## ruff (bugbear, bandit rules); hadolint, kustomize + kubeconform, dashboard checks (ops/lint.sh)
+	$(VENV)/bin/ruff check $(PACKAGES) tests ops/kafka ops/lint
+	$(VENV)/bin/ruff format --check $(PACKAGES) tests ops/kafka ops/lint
+	bash ops/lint.sh
 
 typecheck: install ## mypy, strict on our packages
 	$(VENV)/bin/mypy
