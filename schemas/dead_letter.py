@@ -77,9 +77,7 @@ def build_dead_letter(
     payload, truncated = redact_payload(value or b"", limit=MAX_PAYLOAD_CHARS)
     key_text = None if key is None else mask_pans(key.decode("utf-8", errors="replace"))[:256]
     return DeadLetter(
-        source=DeadLetterSource(
-            topic=topic, partition=partition, offset=offset, timestamp=timestamp, key=key_text
-        ),
+        source=DeadLetterSource(topic=topic, partition=partition, offset=offset, timestamp=timestamp, key=key_text),
         error_type=kind,
         error=mask_pans(error)[:MAX_ERROR_CHARS],
         payload=payload,

@@ -125,8 +125,7 @@ def load_engine(settings: Settings) -> LoadedEngine:
     device = resolve_device(model.device)
     if not model.dir.exists():
         raise ModelUnavailableError(
-            f"no model at {model.dir}: train one with `riskstream train --out {model.dir}` "
-            "or set RISKSTREAM_MODEL__DIR"
+            f"no model at {model.dir}: train one with `riskstream train --out {model.dir}` or set RISKSTREAM_MODEL__DIR"
         )
     try:
         scorer = Scorer.load(

@@ -19,9 +19,7 @@ Probe = Callable[[], tuple[bool, str]]
 
 
 class HealthServer:
-    def __init__(
-        self, *, host: str, port: int, registry: CollectorRegistry, healthy: Probe, ready: Probe
-    ) -> None:
+    def __init__(self, *, host: str, port: int, registry: CollectorRegistry, healthy: Probe, ready: Probe) -> None:
         server = self
 
         class Handler(BaseHTTPRequestHandler):

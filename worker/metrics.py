@@ -48,9 +48,7 @@ class WorkerMetrics:
         self.inference = Histogram(
             "riskstream_inference_seconds", "Model time per batch.", buckets=STAGE_BUCKETS, registry=r
         )
-        self.in_flight = Gauge(
-            "riskstream_in_flight_events", "Consumed and not yet published events.", registry=r
-        )
+        self.in_flight = Gauge("riskstream_in_flight_events", "Consumed and not yet published events.", registry=r)
         self.paused_partitions = Gauge(
             "riskstream_paused_partitions", "Assigned partitions currently paused by backpressure.", registry=r
         )

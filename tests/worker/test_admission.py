@@ -45,9 +45,7 @@ def test_room_and_ongoing_pause_time() -> None:
     assert ac.total_paused_seconds(12.0) == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize(
-    ("high", "low", "headroom"), [(0, 0, 0), (10, 10, 0), (10, -1, 0), (10, 5, -1)]
-)
+@pytest.mark.parametrize(("high", "low", "headroom"), [(0, 0, 0), (10, 10, 0), (10, -1, 0), (10, 5, -1)])
 def test_invalid_marks_fail_at_construction(high: int, low: int, headroom: int) -> None:
     with pytest.raises(ValueError):
         AdmissionController(high_water=high, low_water=low, headroom_bytes=headroom)
