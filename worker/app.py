@@ -17,6 +17,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -24,9 +25,10 @@ import structlog
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
+from schemas import Decision
 from worker.admission import AdmissionController
 from worker.batcher import BatchPolicy, LatencyBudgetBatcher, ServiceTimeEstimator
-from worker.engine import LoadedEngine, MemorySampler
+from worker.engine import LoadedEngine, MemorySampler, load_engine
 from worker.errors import FencedError
 from worker.health import HealthServer
 from worker.kafka_clients import build_consumer, build_producer
@@ -35,6 +37,7 @@ from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
 from worker.publisher import AtLeastOncePublisher, OutcomeWriter, TransactionalPublisher
 from worker.records import ConsumedRecord, ScoredBatch
+from worker.scaling import Sample, ScalingSignal, capacity_events_per_s
 from worker.scoring import ScoringStage
 from worker.settings import Settings
 from worker.source import Source
@@ -46,13 +49,14 @@ EXIT_FAILED = 1
 EXIT_FENCED = 3
 EXIT_ABORTED = 130
 _SUPERVISE_S = 0.2
+_SCALING_INTERVAL_S = 5.0
 
 
 class Worker:
     def __init__(
         self,
         settings: Settings,
-        loaded: LoadedEngine,
+        loaded: LoadedEngine | None = None,
         *,
         registry: CollectorRegistry | None = None,
         consumer: KafkaConsumer | None = None,
@@ -105,7 +109,8 @@ class Worker:
     def _healthy(self) -> tuple[bool, str]:
         source = self.source
         if source is None:
-            return False, "starting"
+            # Loading and warming up the model: alive (a startup probe bounds how long this may take).
+            return True, "starting: loading the model"
         stalled_for = time.monotonic() - source.last_progress
         if stalled_for > self.settings.observability.stall_after_s:
             return False, f"poll loop stalled for {stalled_for:.1f}s"
@@ -115,30 +120,40 @@ class Worker:
         if self._stop.is_set():
             return False, "shutting down"
         if not self.ready.is_set() or self.source is None:
-            return False, "starting"
+            return False, "starting: loading and warming up the model"
         assigned = len(self.source.assigned)
         return True, f"ready: {assigned} partitions assigned" if assigned else "ready: awaiting assignment"
 
     # -- run ----------------------------------------------------------------------------------
 
     def run(self) -> int:
+        """Run until shutdown; returns the process exit code. Loads the model first when the worker
+        was built without one, with the probes already answering (not ready while it warms up)."""
         s = self.settings
-        engine = self._loaded.engine
+        self.health = HealthServer(
+            host=s.observability.metrics_host, port=s.observability.metrics_port,
+            registry=self.metrics.registry, healthy=self._healthy, ready=self._ready,
+        )  # fmt: skip
+        self.health.start()
+        try:
+            if self._loaded is None:
+                self._loaded = load_engine(s)
+            return self._run(self._loaded)
+        finally:
+            self.health.stop()
+
+    def _run(self, loaded: LoadedEngine) -> int:
+        s = self.settings
+        engine = loaded.engine
         info = engine.info
         self.metrics.model_info.labels(info.name, info.version, info.quantization, info.device).set(1)
-        if s.observability.metrics_port is not None:
-            self.health = HealthServer(
-                host=s.observability.metrics_host, port=s.observability.metrics_port,
-                registry=self.metrics.registry, healthy=self._healthy, ready=self._ready,
-            )  # fmt: skip
-            self.health.start()
         consumer = self._consumer = self._consumer or build_consumer(s)
         producer = self._producer = self._producer or build_producer(s)
         exactly_once = s.guarantee == "exactly_once"
         if exactly_once:
             producer.init_transactions()
 
-        sampler: MemorySampler = self._loaded.sample_memory
+        sampler: MemorySampler = loaded.sample_memory
         if s.faults.memory_pressure_for_s > 0:
             sampler = PressureWindow(
                 sampler, start_s=s.faults.memory_pressure_after_s, duration_s=s.faults.memory_pressure_for_s
@@ -146,7 +161,7 @@ class Worker:
         memory = MemoryWatch(
             sample=sampler,
             interval_s=s.backpressure.probe_interval_ms / 1000,
-            cap_for_free_bytes=lambda free: min(s.batching.max_batch, self._loaded.cap_for_free_bytes(free)),
+            cap_for_free_bytes=lambda free: min(s.batching.max_batch, loaded.cap_for_free_bytes(free)),
             metrics=self.metrics,
         )
         admission = AdmissionController(
@@ -154,7 +169,7 @@ class Worker:
             low_water=s.backpressure.low_water,
             headroom_bytes=int(s.backpressure.memory_headroom),
         )
-        service_time = ServiceTimeEstimator(self._loaded.service_times)
+        service_time = ServiceTimeEstimator(loaded.service_times)
         batcher: LatencyBudgetBatcher[ConsumedRecord] = LatencyBudgetBatcher(
             BatchPolicy(
                 latency_budget_s=s.batching.latency_budget_ms / 1000,
@@ -230,13 +245,42 @@ class Worker:
             quantization=info.quantization, device=info.device, budget_ms=s.batching.latency_budget_ms,
         )  # fmt: skip
 
-        code = self._supervise(scoring, publisher)
+        scaling = ScalingSignal()
+        budget_s = s.batching.latency_budget_ms / 1000
+
+        def update_scaling() -> None:
+            get = self.metrics.registry.get_sample_value
+            scored = sum(get("riskstream_events_scored_total", {"decision": d.value}) or 0.0 for d in Decision)
+            scaling.observe(
+                Sample(
+                    at=time.monotonic(),
+                    consumed=get("riskstream_events_consumed_total") or 0.0,
+                    lag=float(source.total_lag),
+                    scored=scored,
+                    misses=get("riskstream_budget_misses_total") or 0.0,
+                )
+            )
+            buckets = tuple(b for b in engine.buckets if b <= memory.batch_cap())
+            pressure = scaling.pressure(capacity_events_per_s(service_time.estimate, budget_s, buckets))
+            if pressure is not None:
+                self.metrics.scaling_pressure.set(round(pressure, 3))
+
+        code = self._supervise(scoring, publisher, update_scaling)
         self._shutdown(source, scoring, publisher, producer, graceful=code == EXIT_OK)
         self.exit_code = code
         return code
 
-    def _supervise(self, scoring: ScoringStage, publisher: AtLeastOncePublisher | TransactionalPublisher) -> int:
+    def _supervise(
+        self,
+        scoring: ScoringStage,
+        publisher: AtLeastOncePublisher | TransactionalPublisher,
+        update_scaling: Callable[[], None],
+    ) -> int:
+        next_scaling = 0.0
         while not self._stop.wait(_SUPERVISE_S):
+            if time.monotonic() >= next_scaling:
+                update_scaling()
+                next_scaling = time.monotonic() + _SCALING_INTERVAL_S
             if isinstance(publisher.failure, FencedError):
                 return EXIT_FENCED
             for name, failure in (("publisher", publisher.failure), ("scoring", scoring.failure),
@@ -292,6 +336,4 @@ class Worker:
             producer.close(timeout=max(1.0, deadline - time.monotonic()))
         except Exception as exc:  # best effort: unsent records are uncommitted and will be replayed
             log.warning("producer close failed", error=type(exc).__name__)
-        if self.health is not None:
-            self.health.stop()
         log.info("worker stopped", drained=drained, in_flight=self.tracker.pending())

@@ -47,7 +47,6 @@ def worker(config: ConfigOption = None) -> None:
     SIGTERM drains in-flight work and exits 0; a second signal exits at once.
     """
     from worker.app import Worker
-    from worker.engine import load_engine
     from worker.errors import WorkerError
     from worker.logs import configure_logging
     from worker.settings import load_settings
@@ -56,14 +55,16 @@ def worker(config: ConfigOption = None) -> None:
         settings = load_settings(config)
     except WorkerError as exc:
         raise _fail(str(exc)) from None
-    configure_logging(settings.observability.log_level, settings.observability.log_format)
+    configure_logging(
+        settings.observability.log_level, settings.observability.log_format, static={"worker_id": settings.worker_id}
+    )
+    runner = Worker(settings)
+    runner.install_signal_handlers()
     try:
-        loaded = load_engine(settings)
+        code = runner.run()
     except WorkerError as exc:
         raise _fail(str(exc)) from None
-    runner = Worker(settings, loaded)
-    runner.install_signal_handlers()
-    raise typer.Exit(runner.run())
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -117,6 +118,100 @@ def produce(
         f"sent {report.sent} records in {report.seconds:.1f}s ({report.rate:.0f}/s); "
         f"fraud {report.fraud}; poison {poison}"
     )
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option("--duration", min=1, help="Seconds of synthetic traffic.")] = 30.0,
+    rate: Annotated[float, typer.Option("--rate", min=1, help="Events per second offered.")] = 500.0,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Checkpoint directory (default: the cached default model, trained if missing)."),
+    ] = None,
+    fraud_rate: Annotated[float, typer.Option("--fraud-rate", min=0, max=1, help="Share of fraud events.")] = 0.01,
+    poison_rate: Annotated[
+        float, typer.Option("--poison-rate", min=0, max=1, help="Share of deliberately invalid records.")
+    ] = 0.002,
+    seed: Annotated[int | None, typer.Option("--seed", help="Generator seed (default: a new one per run).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """See it work: broker, model, a synthetic stream, live scores and a summary, in one command.
+
+    Without RISKSTREAM_KAFKA__BOOTSTRAP_SERVERS (or [kafka] in --config) a local Kafka broker is
+    started from ops/kafka and stopped at the end. Exits 0 when every event got its outcome.
+    """
+    from worker.demo import DemoOptions, run_demo
+    from worker.errors import WorkerError
+
+    options = DemoOptions(duration_s=duration, rate=rate, fraud_rate=fraud_rate, poison_rate=poison_rate,
+                          model=model, config=config, seed=seed)  # fmt: skip
+    try:
+        summary = run_demo(options)
+    except WorkerError as exc:
+        raise _fail(str(exc), code=1) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", code=130) from None
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+@app.command()
+def bench(
+    out: Annotated[Path, typer.Option("--out", help="Directory for bench.json, bench.md, p99_vs_load.png.")] = Path(
+        "bench-out"
+    ),
+    loads: Annotated[
+        str | None, typer.Option("--loads", help="Offered loads, events/s, ascending (e.g. 100,250,500).")
+    ] = None,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.5, help="Measurement window per point.")] = 10.0,
+    warmup: Annotated[float, typer.Option("--warmup", min=0, help="Warm-up before each window.")] = 3.0,
+    systems: Annotated[
+        str, typer.Option("--systems", help="Comma-separated: relay, naive, riskstream-alo, riskstream-eos.")
+    ] = "relay,naive,riskstream-alo,riskstream-eos",
+    partitions: Annotated[int, typer.Option("--partitions", min=1, help="Partitions per topic.")] = 4,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Checkpoint (default: the cached default model, trained if missing).")
+    ] = None,
+    engine: Annotated[
+        bool, typer.Option("--engine", help="Benchmark only the scoring engine (no Kafka): batch sizes x variants.")
+    ] = False,
+    variants: Annotated[str, typer.Option("--variants", help="With --engine: quantization variants.")] = (
+        "fp32,int8,bf16"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="With --engine: print the report as JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Benchmark riskstream against a relay ceiling and a naive per-event loop, side by side.
+
+    Sweeps offered loads (open loop) on one broker and writes JSON, a markdown table and a plot of
+    p99 latency against load. With --engine, measures the scoring engine alone instead.
+    """
+    from worker.errors import WorkerError
+
+    try:
+        if engine:
+            from worker.bench.harness import engine_bench
+
+            engine_bench(model, variants=[v.strip() for v in variants.split(",") if v.strip()], as_json=as_json,
+                         config_file=config)  # fmt: skip
+            return
+        from worker.bench.harness import DEFAULT_LOADS, BenchConfig, run_bench
+        from worker.bench.report import OUTPUT_FILES
+
+        try:
+            bench_config = BenchConfig(
+                out_dir=out, model=model, loads=tuple(float(x) for x in loads.split(",")) if loads else DEFAULT_LOADS,
+                systems=tuple(s.strip() for s in systems.split(",")), seconds=seconds, warmup_s=warmup,
+                partitions=partitions, config_file=config,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        run_bench(bench_config)
+    except WorkerError as exc:
+        raise _fail(str(exc), code=1) from None
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; the systems measured so far are in {out}", code=130) from None
+    for name in OUTPUT_FILES:
+        typer.echo(str(out / name))
 
 
 def _register_model_commands() -> None:

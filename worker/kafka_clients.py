@@ -11,6 +11,36 @@ from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from worker.settings import KafkaSettings, Settings
 
 
+def guard_against_lost_join_results() -> None:
+    """Work around a kafka-python 3.0.12 race that can leave a consumer without partitions.
+
+    ``ensure_active_group`` loops ``while need_rejoin()`` and, when ``poll()``'s timer expires
+    mid-join, leaves the join task in flight to be awaited by the next ``poll()``. But when this
+    member is the group leader, computing the assignment updates the metadata snapshot that
+    ``need_rejoin()`` compares against, so the next ``poll()`` sees no need to rejoin and never
+    applies the finished join: no ``on_partitions_assigned``, heartbeats stay disabled, and the
+    member is expelled after ``session.timeout.ms`` while believing it is in the group. Our poll
+    loop uses short timeouts (backpressure and commits run between polls), which makes this
+    frequent (about 1 start in 20 when the topic's metadata arrives during the first join).
+
+    The guard: a join attempt that is still in flight, or finished but not yet applied, means the
+    member still needs to (re)join. Idempotent; a no-op for library versions without the field.
+    """
+    from kafka.coordinator.consumer import ConsumerCoordinator
+
+    if getattr(ConsumerCoordinator, "_riskstream_join_guard", False):
+        return
+    original = ConsumerCoordinator.need_rejoin
+
+    def need_rejoin(self: ConsumerCoordinator) -> bool:
+        if getattr(self, "_join_task", None) is not None:
+            return True
+        return bool(original(self))
+
+    ConsumerCoordinator.need_rejoin = need_rejoin
+    ConsumerCoordinator._riskstream_join_guard = True
+
+
 def connection_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Bootstrap, client id and security options shared by every client."""
     config: dict[str, Any] = {
@@ -35,6 +65,7 @@ def connection_config(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 def build_consumer(settings: Settings) -> KafkaConsumer:
+    guard_against_lost_join_results()
     c = settings.consumer
     return KafkaConsumer(
         **connection_config(settings.kafka),

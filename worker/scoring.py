@@ -129,6 +129,15 @@ class ScoringStage:
         else:
             wait_s = 0.0
         self.batches += 1
+        log.info(
+            "batch",
+            size=len(scoreable),
+            dead_letters=len(live) - len(scoreable) + len(failures),
+            late=sum(1 for r in live if r.late),
+            wait_ms=round(wait_s * 1000, 2),
+            inference_ms=round(inference_s * 1000, 2),
+            offsets=_offset_ranges(live),
+        )
         self._outbox.put(
             ScoredBatch(
                 records=live,
@@ -140,3 +149,14 @@ class ScoringStage:
                 epoch=epoch,
             )
         )
+
+
+def _offset_ranges(records: list[ConsumedRecord]) -> dict[str, str]:
+    """``{"topic[partition]": "first-last"}`` for a batch: where it came from, in one field."""
+    ranges: dict[str, list[int]] = {}
+    for record in records:
+        key = f"{record.tp.topic}[{record.tp.partition}]"
+        bounds = ranges.setdefault(key, [record.offset, record.offset])
+        bounds[0] = min(bounds[0], record.offset)
+        bounds[1] = max(bounds[1], record.offset)
+    return {key: f"{first}-{last}" for key, (first, last) in ranges.items()}

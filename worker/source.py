@@ -17,6 +17,7 @@ waits on our own stages (not on the consumer) and *awaits* the commit future.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -87,6 +88,7 @@ class Source:
         self._next_commit = 0.0
         self._next_lag = 0.0
         self._paused_seconds_reported = 0.0
+        self._lag: dict[TopicPartition, int] = {}
         self._stopping = threading.Event()
         self.last_progress = time.monotonic()
         self.assigned: frozenset[TopicPartition] = frozenset()
@@ -234,6 +236,8 @@ class Source:
         return True
 
     def _update_lag(self) -> None:
+        """Records behind the end of each assigned partition (from the last fetch's high watermark)."""
+        lag: dict[TopicPartition, int] = {}
         for tp in self._consumer.assignment():
             highwater = self._consumer.highwater(tp)
             if highwater is None:
@@ -243,7 +247,16 @@ class Source:
             except kafka_errors.KafkaError:
                 continue
             if position is not None:
-                self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+                lag[tp] = max(0, highwater - position)
+                self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag[tp])
+        for tp in self._lag.keys() - lag.keys():  # no longer ours: stop reporting it
+            with contextlib.suppress(KeyError):
+                self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+        self._lag = lag
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self._lag.values())
 
     # -- rebalance (runs on kafka-python's I/O thread) ----------------------------------------
 

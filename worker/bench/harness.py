@@ -1,0 +1,550 @@
+"""The end-to-end benchmark harness: every system on one broker, over a sweep of offered loads.
+
+Method (what the numbers mean):
+
+* Each system under test runs as its own OS process with its own input and output topics
+  (``partitions`` partitions each; the output topic uses ``LogAppendTime``), consumer group and
+  log file under ``OUT/logs``. Systems run one after the other, each over the loads in ascending
+  order, in one process per system (fresh topics and a fresh process again only if a point left a
+  backlog behind).
+* Per point, a load-generator process (``python -m worker.bench load``) sends ``load`` events/s,
+  open loop, for ``warmup_s`` and then for the ``seconds`` of the measurement window. Events carry
+  the send time in ``event_time`` (and in their CreateTime).
+* A consumer in the harness reads the output topic (``read_committed``) and records, per
+  transaction id, the event time, the output's LogAppendTime and the time it was read.
+  Latency = LogAppendTime minus event time. An event of the window whose output has not appeared
+  ``completion_timeout_s`` after the generator finished counts as infinitely late.
+* A point is *within budget* when its p99 is at most the budget, the outputs kept up with the
+  offered load (≥ 95%), and the generator really offered it (≥ 95%). A system's sweep stops after
+  a point whose p99 exceeds ``stop_factor`` times the budget, that left a backlog, or where the generator
+  fell behind: higher loads can only be worse.
+* For riskstream, a ``check`` point at 80% of its highest in-budget load is measured explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+from rich.console import Console
+
+from worker.bench.report import BenchResult, LatencyStats, PointResult, SystemSummary, machine_info, write_outputs
+from worker.demo import BOOTSTRAP_ENV, bootstrap_configured, ensure_model, ensure_topics, kafka_for, load_kafka_launcher
+from worker.errors import WorkerError
+from worker.kafka_clients import build_admin, connection_config
+from worker.settings import Settings, load_settings
+
+SYSTEMS = ("relay", "naive", "riskstream-alo", "riskstream-eos")
+DEFAULT_LOADS = (50.0, 100.0, 200.0, 400.0, 700.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 6000.0)
+KEEP_UP_SHARE = 0.95
+CHECK_SHARE = 0.8
+_READY_TIMEOUT_S = 180.0
+_STOP_TIMEOUT_S = 60.0
+_LOAD_SLACK_S = 120.0  # generating the events up front, process start-up, the final flush
+
+
+class BenchError(WorkerError):
+    """The benchmark could not run (a system would not start, a helper process failed)."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    out_dir: Path
+    model: Path | None = None
+    """Checkpoint for the naive baseline and riskstream (default: the cached default model)."""
+    loads: tuple[float, ...] = DEFAULT_LOADS
+    systems: tuple[str, ...] = SYSTEMS
+    seconds: float = 10.0
+    """Measurement window per point."""
+    warmup_s: float = 3.0
+    partitions: int = 4
+    stop_factor: float = 4.0
+    completion_timeout_s: float = 15.0
+    config_file: Path | None = None
+    command: str = ""
+    """How the run was started, for the report."""
+
+    def __post_init__(self) -> None:
+        if not self.loads or min(self.loads) <= 0:
+            raise ValueError("loads must be positive events/s")
+        if list(self.loads) != sorted(set(self.loads)):
+            raise ValueError("loads must be strictly increasing")
+        unknown = [s for s in self.systems if s not in SYSTEMS]
+        if unknown or not self.systems:
+            raise ValueError(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
+        if self.seconds <= 0 or self.warmup_s < 0 or self.partitions < 1 or self.stop_factor < 1:
+            raise ValueError("seconds and partitions must be positive, warm-up >= 0, stop factor >= 1")
+
+
+# -- the measuring consumer ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    event_ms: float
+    appended_ms: float
+    read_ms: float
+
+
+class _Collector:
+    """Reads one output topic from the beginning on a thread; first output per transaction id wins."""
+
+    def __init__(self, settings: Settings, topic: str, partitions: int) -> None:
+        self._consumer = KafkaConsumer(
+            **connection_config(settings.kafka), group_id=None, enable_auto_commit=False,
+            isolation_level="read_committed", fetch_max_wait_ms=5, max_poll_records=5000,
+        )  # fmt: skip
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self._consumer.assign(tps)
+        self._consumer.seek_to_beginning(*tps)
+        self.outputs: dict[str, _Output] = {}
+        self.duplicates = 0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="bench-collector", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                polled = self._consumer.poll(timeout_ms=50)
+                read_ms = time.time() * 1000.0
+                with self.lock:
+                    for records in polled.values():
+                        for record in records:
+                            self._add(json.loads(record.value), float(record.timestamp), read_ms)
+        except BaseException as exc:  # reported by the session
+            self.failure = exc
+
+    def _add(self, body: dict[str, Any], appended_ms: float, read_ms: float) -> None:
+        transaction_id = body["transaction_id"]
+        if transaction_id in self.outputs:
+            self.duplicates += 1  # an at-least-once replay: the first output counts
+            return
+        event_ms = datetime.fromisoformat(body["event_time"]).timestamp() * 1000.0
+        self.outputs[transaction_id] = _Output(event_ms, appended_ms, read_ms)
+
+    def snapshot(self) -> dict[str, _Output]:
+        with self.lock:
+            return dict(self.outputs)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close(autocommit=False)
+
+
+# -- one system under test ----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class _Context:
+    config: BenchConfig
+    settings: Settings
+    env: dict[str, str]
+    """Environment for every child process (the user's RISKSTREAM_* settings pass through)."""
+    model_dir: Path
+    budget_ms: float
+    logs: Path
+    console: Console
+
+
+class _Session:
+    """One system's process, topics and measuring consumer."""
+
+    _seeds = itertools.count(1)
+
+    def __init__(self, system: str, ctx: _Context) -> None:
+        self.system = system
+        self.ctx = ctx
+        tag = uuid.uuid4().hex[:8]
+        self.name = f"{system}-{tag}"
+        self.input = f"bench-{self.name}-in"
+        self.output = f"bench-{self.name}-out"
+        self.dead_letters = f"bench-{self.name}-dlq"
+        self.sent = 0
+        appended = {"message.timestamp.type": "LogAppendTime"}
+        self._topics = {self.input: {}, self.output: appended, self.dead_letters: appended}
+        self._log = (ctx.logs / f"{self.name}.log").open("ab")
+        self._ready_file = ctx.logs / f"{self.name}.ready"
+        self._metrics_port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.collector: _Collector | None = None
+        try:
+            ensure_topics(ctx.settings, self._topics, ctx.config.partitions)
+            self.process = self._start()
+            self._wait_ready()
+            self.collector = _Collector(ctx.settings, self.output, ctx.config.partitions)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        ctx = self.ctx
+        env = {
+            **ctx.env,
+            "RISKSTREAM_GROUP_ID": f"bench-{self.name}",
+            "RISKSTREAM_WORKER_ID": f"bench-{self.name}",
+            "RISKSTREAM_MODEL__DIR": str(ctx.model_dir),
+        }
+        config = ["--config", str(ctx.config.config_file)] if ctx.config.config_file else []
+        if self.system.startswith("riskstream"):
+            self._metrics_port = _free_port()
+            env.update({
+                "RISKSTREAM_TOPICS__INPUT": self.input,
+                "RISKSTREAM_TOPICS__SCORES": self.output,
+                "RISKSTREAM_TOPICS__DEAD_LETTERS": self.dead_letters,
+                "RISKSTREAM_GUARANTEE": "exactly_once" if self.system == "riskstream-eos" else "at_least_once",
+                "RISKSTREAM_OBSERVABILITY__METRICS_PORT": str(self._metrics_port),
+                "RISKSTREAM_OBSERVABILITY__METRICS_HOST": "127.0.0.1",
+                "RISKSTREAM_OBSERVABILITY__LOG_FORMAT": "json",
+            })  # fmt: skip
+            command = [sys.executable, "-m", "worker", "worker", *config]
+        else:
+            command = [sys.executable, "-m", "worker.bench", *config, self.system, "--input", self.input,
+                       "--output", self.output, "--ready-file", str(self._ready_file)]  # fmt: skip
+        # Our own interpreter and modules with arguments we built: nothing here comes from a shell.
+        return subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
+
+    def _get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self._metrics_port}{path}", timeout=2) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+
+    def _is_ready(self) -> bool:
+        if self._metrics_port is None:
+            return self._ready_file.exists()
+        try:
+            status, body = self._get("/readyz")
+        except OSError:
+            return False
+        return status == 200 and "partitions assigned" in body
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while not self._is_ready():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.system} was not ready after {_READY_TIMEOUT_S:.0f}s; see {self._log.name}")
+            time.sleep(0.2)
+
+    def _check_alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise BenchError(f"{self.system} exited with {self.process.returncode}; see {self._log.name}")
+        if self.collector is not None and self.collector.failure is not None:
+            raise BenchError(f"reading {self.output} failed: {self.collector.failure!r}")
+
+    def batch_size_totals(self) -> tuple[float, float] | None:
+        """riskstream's (sum, count) of scored batch sizes so far, from its /metrics."""
+        if self._metrics_port is None:
+            return None
+        try:
+            _, text = self._get("/metrics")
+        except OSError:
+            return None
+        values = {}
+        for line in text.splitlines():
+            if line.startswith(("riskstream_batch_size_sum ", "riskstream_batch_size_count ")):
+                name, value = line.split()
+                values[name] = float(value)
+        return values.get("riskstream_batch_size_sum", 0.0), values.get("riskstream_batch_size_count", 0.0)
+
+    def drained(self) -> bool:
+        """Every event sent in this session has its output."""
+        assert self.collector is not None
+        return len(self.collector.outputs) >= self.sent
+
+    def run_point(self, load: float, role: str) -> PointResult:
+        """Offer ``load`` events/s and measure; see the module docstring."""
+        ctx, collector = self.ctx, self.collector
+        assert collector is not None
+        seed = next(self._seeds)
+        report_path = ctx.logs / f"{self.name}-{role}-{load:g}.load.json"
+        batches_before = self.batch_size_totals()
+        duplicates_before = collector.duplicates
+        config = ["--config", str(ctx.config.config_file)] if ctx.config.config_file else []
+        command = [sys.executable, "-m", "worker.bench", *config, "load", "--topic", self.input, "--rate", f"{load:g}",
+                   "--warmup", f"{ctx.config.warmup_s:g}", "--seconds", f"{ctx.config.seconds:g}", "--seed", str(seed),
+                   "--report", str(report_path)]  # fmt: skip
+        generator = subprocess.Popen(command, env=ctx.env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
+        deadline = time.monotonic() + ctx.config.warmup_s + ctx.config.seconds + _LOAD_SLACK_S
+        try:
+            while generator.poll() is None:
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise BenchError(f"the load generator for {self.system} did not finish; see {self._log.name}")
+                time.sleep(0.1)
+        finally:
+            if generator.poll() is None:
+                generator.kill()
+                generator.wait()
+        if generator.returncode != 0:
+            raise BenchError(f"the load generator failed ({generator.returncode}); see {self._log.name}")
+        sent = json.loads(report_path.read_text(encoding="utf-8"))
+        report_path.write_text(json.dumps({k: v for k, v in sent.items() if k != "window_ids"}), encoding="utf-8")
+        self.sent += int(sent["sent"])
+        window: list[str] = sent["window_ids"]
+
+        missing = set(window)
+        deadline = time.monotonic() + ctx.config.completion_timeout_s
+        while True:
+            missing = {tid for tid in missing if tid not in collector.outputs}
+            if (not missing and self.drained()) or time.monotonic() > deadline:
+                break
+            self._check_alive()
+            time.sleep(0.1)
+
+        snapshot = collector.snapshot()
+        outputs = [snapshot.get(tid) for tid in window]
+        done = [o for o in outputs if o is not None]
+        unfinished = np.full(len(outputs) - len(done), np.inf)
+        latency = np.concatenate([np.array([o.appended_ms - o.event_ms for o in done]), unfinished])
+        visible = np.concatenate([np.array([o.read_ms - o.event_ms for o in done]), unfinished])
+        start_ms, end_ms = float(sent["window_start_ms"]), float(sent["window_end_ms"])
+        appended = sum(1 for o in snapshot.values() if start_ms <= o.appended_ms <= end_ms)
+        span_s = max(1e-3, (end_ms - start_ms) / 1000.0)
+        throughput = appended / span_s
+        generator_rate = float(sent["generator_per_s"])
+        stats = LatencyStats.of(latency, ctx.budget_ms)
+        notes = []
+        if generator_rate < KEEP_UP_SHARE * load:
+            notes.append("load generator fell behind")
+        if throughput < KEEP_UP_SHARE * load:
+            notes.append("output fell behind")
+        if not self.drained():
+            notes.append("backlog left")
+        batches_after = self.batch_size_totals()
+        if batches_before is not None and batches_after is not None and batches_after[1] > batches_before[1]:
+            mean_batch = (batches_after[0] - batches_before[0]) / (batches_after[1] - batches_before[1])
+            notes.append(f"mean batch {mean_batch:.1f}")
+        in_budget = (
+            stats.p99_ms is not None
+            and stats.p99_ms <= ctx.budget_ms
+            and generator_rate >= KEEP_UP_SHARE * load
+            and throughput >= KEEP_UP_SHARE * load
+        )
+        return PointResult(
+            system=self.system,
+            role=role,
+            offered_per_s=load,
+            generator_per_s=generator_rate,
+            throughput_per_s=throughput,
+            events=len(window),
+            completed=len(done),
+            duplicates=collector.duplicates - duplicates_before,
+            latency=stats,
+            visible=LatencyStats.of(visible, ctx.budget_ms),
+            in_budget=in_budget,
+            note="; ".join(notes),
+        )
+
+    def close(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL), the consumer, and delete the topics (best effort)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.collector is not None:
+            self.collector.close()
+        self._log.close()
+        with contextlib.suppress(Exception):  # a leftover benchmark topic is harmless
+            admin = build_admin(self.ctx.settings)
+            try:
+                admin.delete_topics(list(self._topics))
+            finally:
+                admin.close()
+
+
+# -- the sweep ----------------------------------------------------------------------------------
+
+
+def _print_point(console: Console, point: PointResult) -> None:
+    def ms(value: float | None) -> str:
+        return f"{value:8.1f}" if value is not None else "       —"
+
+    mark = "[green]within budget[/green]" if point.in_budget else "[red]over budget[/red]"
+    role = " (80% check)" if point.role == "check" else ""
+    console.print(
+        f"  {point.system:15} {point.offered_per_s:7,.0f}/s → {point.throughput_per_s:7,.0f}/s  "
+        f"p50 {ms(point.latency.p50_ms)}  p99 {ms(point.latency.p99_ms)} ms  {mark}{role}"
+        + (f"  [dim]{point.note}[/dim]" if point.note else "")
+    )
+
+
+def _should_stop(point: PointResult, session: _Session, ctx: _Context) -> bool:
+    p99 = point.latency.p99_ms
+    far_over = p99 is None or p99 > ctx.config.stop_factor * ctx.budget_ms
+    generator_behind = point.generator_per_s < KEEP_UP_SHARE * point.offered_per_s
+    return (not point.in_budget and far_over) or generator_behind or not session.drained()
+
+
+def _sweep(system: str, ctx: _Context, result: BenchResult) -> None:
+    console = ctx.console
+    console.print(f"[bold]{system}[/bold]")
+    with console.status(f"starting {system}"):
+        session = _Session(system, ctx)
+    try:
+        best: float | None = None
+        for load in ctx.config.loads:
+            with console.status(f"{system} at {load:,.0f}/s: {ctx.config.warmup_s:g}s warm-up, "
+                                f"{ctx.config.seconds:g}s measured"):  # fmt: skip
+                point = session.run_point(load, "sweep")
+            result.points.append(point)
+            _print_point(console, point)
+            if point.in_budget:
+                best = load
+            if _should_stop(point, session, ctx):
+                break
+        summary = SystemSummary(system, best, lower_bound=best == ctx.config.loads[-1])
+        if system.startswith("riskstream") and best is not None:
+            if not session.drained():
+                session.close()
+                with console.status(f"restarting {system} on fresh topics"):
+                    session = _Session(system, ctx)
+            check_load = round(CHECK_SHARE * best, 1)
+            with console.status(f"{system} at {check_load:,.0f}/s (80% of {best:,.0f}/s)"):
+                check = session.run_point(check_load, "check")
+            result.points.append(check)
+            _print_point(console, check)
+            summary = replace(summary, check=check)
+        result.summaries[system] = summary
+    finally:
+        session.close()
+
+
+def _model_record(model_dir: Path, settings: Settings) -> dict[str, Any]:
+    from inference.checkpoint import read_metadata
+    from worker.engine import resolve_device
+
+    metadata = read_metadata(model_dir)
+    device_type = resolve_device(settings.model.device).split(":")[0]
+    training = metadata.training
+    preset = training.get("preset")
+    return {
+        "dir": str(model_dir),
+        "name": metadata.name,
+        "version": metadata.version,
+        "preset": preset.get("name") if isinstance(preset, dict) else preset,
+        "parameters": training.get("parameters"),
+        "quantization": settings.model.quantization or metadata.default_quantization.get(device_type),
+        "device": device_type,
+        "threads": settings.model.threads,
+    }
+
+
+def run_bench(config: BenchConfig, console: Console | None = None) -> BenchResult:
+    """Run the benchmark; write ``bench.json``, ``bench.md`` and ``p99_vs_load.png`` to
+    ``config.out_dir`` after every system (so an interrupted run keeps what it measured).
+
+    Raises ``WorkerError`` (``BenchError``, ``ConfigError``, ...) with a message to act on.
+    """
+    console = console or Console()
+    settings = load_settings(config.config_file)
+    model_dir = ensure_model(config.model, settings.model.dir, console)
+    configured = bootstrap_configured(config.config_file)
+    logs = config.out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with kafka_for(settings, configured=configured, instance="bench", console=console) as settings:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        if not configured:
+            env[BOOTSTRAP_ENV] = settings.kafka.bootstrap_servers
+            env["RISKSTREAM_KAFKA__SECURITY_PROTOCOL"] = "PLAINTEXT"
+        budget_ms = settings.batching.latency_budget_ms
+        result = BenchResult(
+            command=config.command or shlex.join(sys.argv),
+            started=datetime.now(UTC).isoformat(timespec="seconds"),
+            seconds=0.0,
+            budget_ms=budget_ms,
+            settings={
+                "loads": list(config.loads),
+                "systems": list(config.systems),
+                "seconds": config.seconds,
+                "warmup_s": config.warmup_s,
+                "partitions": config.partitions,
+                "stop_factor": config.stop_factor,
+                "completion_timeout_s": config.completion_timeout_s,
+                "kafka_version": None if configured else load_kafka_launcher().KAFKA_VERSION,
+                "riskstream": {
+                    "batching": settings.batching.model_dump(mode="json"),
+                    "backpressure": settings.backpressure.model_dump(mode="json"),
+                    "consumer": settings.consumer.model_dump(mode="json"),
+                },
+            },
+            machine=machine_info(),
+            model=_model_record(model_dir, settings),
+        )
+        ctx = _Context(config, settings, env, model_dir, budget_ms, logs, console)
+        for system in config.systems:
+            _sweep(system, ctx, result)
+            result.seconds = time.monotonic() - started
+            write_outputs(result, config.out_dir)
+    _print_comparisons(result, console)
+    return result
+
+
+def _print_comparisons(result: BenchResult, console: Console) -> None:
+    for name, summary in result.summaries.items():
+        best = summary.max_in_budget_per_s
+        text = "never" if best is None else f"{best:,.0f}/s" + (" (highest tried)" if summary.lower_bound else "")
+        console.print(f"  {name:15} highest load within budget: {text}")
+    for system, c in result.comparisons().items():
+        console.print(
+            f"  {system}: {c['vs_naive'] or '?'}x naive, {c['vs_relay'] or '?'}x relay; "
+            f"p99 at 80% of its max: {c['p99_ms_at_80pct'] or '?'} ms"
+        )
+
+
+def engine_bench(model: Path | None, *, variants: list[str], as_json: bool, config_file: Path | None) -> None:
+    """``riskstream bench --engine``: the scoring engine alone (``inference.bench``), on the worker's device.
+
+    Progress goes to stderr; the table (or JSON) to stdout.
+    """
+    from inference import InferenceError, print_engine_bench, run_engine_bench
+    from worker.engine import resolve_device
+
+    console = Console(stderr=True)
+    settings = load_settings(config_file)
+    model_dir = ensure_model(model, settings.model.dir, console)
+    device = resolve_device(settings.model.device)
+    try:
+        with console.status("bench: loading") as status:
+            report = run_engine_bench(
+                model_dir, variants=variants, device=device, threads=settings.model.threads,
+                on_point=lambda variant, size: status.update(f"bench: {variant} @ {size}"),
+            )  # fmt: skip
+    except (InferenceError, ValueError) as exc:
+        raise BenchError(f"engine benchmark failed: {exc}") from exc
+    print_engine_bench(report, as_json=as_json)
