@@ -1,1 +1,114 @@
-"""The model side of riskstream: featurizer, DeepSeek-architecture classifier, quantized scorer."""
+"""The model side of riskstream: featurizer, DeepSeek-architecture classifier, quantized scorer.
+
+Knows nothing of Kafka. The worker uses :class:`Scorer` (load, featurize, warm up, score), the
+:class:`MemoryProbe` with :func:`recommended_max_batch`, and the synthetic generator
+(:func:`generate`) for load generation and demos. Names are imported lazily, so that
+``from inference import generate`` does not pay for importing torch and transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+# torchao (imported by transformers when installed) registers enums with torch's pytree and torch
+# logs a deprecation line for each on every start; it is not ours to fix and only adds noise.
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+
+if TYPE_CHECKING:
+    from inference.bench import EngineBenchReport, print_engine_bench, run_engine_bench
+    from inference.checkpoint import DecisionThresholds, RiskMetadata, load_checkpoint
+    from inference.errors import (
+        CheckpointError,
+        DeviceError,
+        FeaturizeError,
+        InferenceError,
+        QuantizationError,
+        ScoringError,
+    )
+    from inference.evaluate import EvaluationReport, evaluate
+    from inference.features import Features
+    from inference.memory import MemoryProbe, MemorySample, recommended_max_batch
+    from inference.scorer import BatchScores, BucketWarmup, FaultInjection, ModelInfo, Scorer, WarmupReport
+    from inference.synthetic import LabelledEvent, generate, read_jsonl, write_jsonl
+    from inference.train import TrainResult, train
+
+_EXPORTS = {
+    "EngineBenchReport": "inference.bench",
+    "print_engine_bench": "inference.bench",
+    "run_engine_bench": "inference.bench",
+    "DecisionThresholds": "inference.checkpoint",
+    "RiskMetadata": "inference.checkpoint",
+    "load_checkpoint": "inference.checkpoint",
+    "CheckpointError": "inference.errors",
+    "DeviceError": "inference.errors",
+    "FeaturizeError": "inference.errors",
+    "InferenceError": "inference.errors",
+    "QuantizationError": "inference.errors",
+    "ScoringError": "inference.errors",
+    "EvaluationReport": "inference.evaluate",
+    "evaluate": "inference.evaluate",
+    "Features": "inference.features",
+    "MemoryProbe": "inference.memory",
+    "MemorySample": "inference.memory",
+    "recommended_max_batch": "inference.memory",
+    "BatchScores": "inference.scorer",
+    "BucketWarmup": "inference.scorer",
+    "FaultInjection": "inference.scorer",
+    "ModelInfo": "inference.scorer",
+    "Scorer": "inference.scorer",
+    "WarmupReport": "inference.scorer",
+    "LabelledEvent": "inference.synthetic",
+    "generate": "inference.synthetic",
+    "read_jsonl": "inference.synthetic",
+    "write_jsonl": "inference.synthetic",
+    "TrainResult": "inference.train",
+    "train": "inference.train",
+}
+
+__all__ = [
+    "BatchScores",
+    "BucketWarmup",
+    "CheckpointError",
+    "DecisionThresholds",
+    "DeviceError",
+    "EngineBenchReport",
+    "EvaluationReport",
+    "FaultInjection",
+    "Features",
+    "FeaturizeError",
+    "InferenceError",
+    "LabelledEvent",
+    "MemoryProbe",
+    "MemorySample",
+    "ModelInfo",
+    "QuantizationError",
+    "RiskMetadata",
+    "Scorer",
+    "ScoringError",
+    "TrainResult",
+    "WarmupReport",
+    "evaluate",
+    "generate",
+    "load_checkpoint",
+    "print_engine_bench",
+    "read_jsonl",
+    "recommended_max_batch",
+    "run_engine_bench",
+    "train",
+    "write_jsonl",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inference' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
