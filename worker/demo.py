@@ -34,12 +34,12 @@ import threading
 import time
 import tomllib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer
@@ -63,6 +63,8 @@ _REFRESH_PER_S = 4
 _WINDOW_S = 5.0  # the live panel's rates and percentiles cover this many recent seconds
 _DRAIN_WAIT_S = 30.0  # after the last event is sent, how long to wait for its outcome
 _ASSIGN_WAIT_S = 60.0
+
+T = TypeVar("T")
 
 
 class DemoError(WorkerError):
@@ -165,6 +167,22 @@ def ensure_model(model: Path | None, default_dir: Path, console: Console) -> Pat
         result = train(default_dir, preset="default", on_progress=show)
     console.print(f"[green]✓[/green] trained {result.metadata.name}: holdout AUC {result.holdout_auc:.4f}")
     return default_dir
+
+
+def paced(items: Iterable[T], rate: float) -> Iterator[T]:
+    """Hand on ``items`` at ``rate`` per second on a fixed schedule from the first (open loop).
+
+    The wait comes *before* each item is handed on, so a stage that stamps items as it pulls them
+    (``outgoing_events`` re-stamping ``event_time``) stamps the moment of sending. Use it with
+    ``send_paced(..., rate=None)``: ``send_paced`` itself waits after pulling the next item, so
+    with its own pacing ``event_time`` runs ahead of the CreateTime by up to ``1 / rate``.
+    """
+    started = time.perf_counter()
+    for index, item in enumerate(items):
+        delay = started + index / rate - time.perf_counter()
+        if delay > 0.0005:
+            time.sleep(delay)
+        yield item
 
 
 def ensure_topics(settings: Settings, topics: dict[str, dict[str, str]], partitions: int) -> list[str]:
@@ -378,11 +396,11 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> DemoSumm
         try:
             items = generate(count, seed=seed, fraud_rate=options.fraud_rate)
             events = outgoing_events(
-                ((item.event, item.is_fraud) for item in items), poison_rate=options.poison_rate, seed=seed,
-                max_event_bytes=settings.max_event_bytes,
+                paced(((item.event, item.is_fraud) for item in items), options.rate),
+                poison_rate=options.poison_rate, seed=seed, max_event_bytes=settings.max_event_bytes,
             )  # fmt: skip
             report = send_paced(
-                producer, topics.input, events, count=count, rate=options.rate, on_sent=labels.on_sent,
+                producer, topics.input, events, count=count, rate=None, on_sent=labels.on_sent,
                 should_stop=stop_producing.is_set,
             )  # fmt: skip
             produced.append(report)

@@ -15,7 +15,31 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from schemas.redaction import mask_pans
+
 Probe = Callable[[], tuple[bool, str]]
+_SIGNIFICANT_DIGITS = 12
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition, safe for data-loss-prevention scanners.
+
+    Float samples are written with at most 12 significant digits: a histogram sum or a Unix
+    timestamp printed with 16-17 digits is, one time in ten, a Luhn-valid "card number" to a PAN
+    scanner. Label values then go through the same PAN masking as every log line.
+    """
+    lines = []
+    for line in generate_latest(registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if number is not None and value not in ("NaN", "+Inf", "-Inf"):
+                line = f"{name} {number:.{_SIGNIFICANT_DIGITS}g}"
+        lines.append(line)
+    return mask_pans("\n".join(lines) + "\n").encode()
 
 
 class HealthServer:
@@ -26,7 +50,7 @@ class HealthServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(HTTPStatus.OK, generate_latest(server.registry), CONTENT_TYPE_LATEST)
+                    self._send(HTTPStatus.OK, exposition(server.registry), CONTENT_TYPE_LATEST)
                 elif path in ("/healthz", "/readyz"):
                     ok, detail = (server.healthy if path == "/healthz" else server.ready)()
                     status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE

@@ -26,7 +26,10 @@ def _redact_value(value: Any) -> Any:
                 for k, v in value.items()}  # fmt: skip
     if isinstance(value, list | tuple | set | frozenset):
         return [_redact_value(v) for v in value]
-    if isinstance(value, int | float | bool) or value is None:
+    if isinstance(value, float):
+        # 17-digit float reprs can look like card numbers to a PAN scanner; 12 digits cannot.
+        return float(f"{value:.12g}")
+    if isinstance(value, int | bool) or value is None:
         return value
     return mask_pans(str(value))
 

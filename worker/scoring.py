@@ -119,6 +119,10 @@ class ScoringStage:
             result = self._engine.score([live[i].features for i in scoreable])
             inference_s = time.perf_counter() - t0
             self._service_time.observe(len(scoreable), inference_s)
+            splits = int(getattr(result, "oom_splits", 0))
+            if splits:
+                self._metrics.oom_splits.inc(splits)
+                log.warning("device out of memory: batch split and retried", size=len(scoreable), splits=splits)
             scores[scoreable] = result.scores
             for local_index, reason in result.failures.items():
                 failures[scoreable[local_index]] = reason

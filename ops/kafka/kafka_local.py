@@ -682,6 +682,11 @@ class LocalKafka:
                 f"ssl.truststore.password={store_password}",
                 "ssl.endpoint.identification.algorithm=https",
                 "ssl.client.auth=none",
+                # ACLs are enforced (fault tests deny writes to a topic for a while); principals
+                # with no ACL on a resource keep full access, the admin user is a super user.
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                f"super.users=User:{ADMIN_USER}",
+                "allow.everyone.if.no.acl.found=true",
             ]
         return "\n".join(lines) + "\n"
 

@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 from kafka import KafkaConsumer, KafkaProducer
 
+from worker.demo import paced
 from worker.kafka_clients import build_consumer, build_producer, connection_config
 from worker.produce import OutgoingEvent, load_producer_config, outgoing_events, send_paced
 from worker.settings import Settings
@@ -99,7 +100,8 @@ def generate_load(
         sent += 1
 
     try:
-        outcome = send_paced(producer, topic, outgoing_events(iter(items)), count=total, rate=rate, on_sent=on_sent)
+        events = outgoing_events(paced(items, rate))  # stamped as sent (see `paced`)
+        outcome = send_paced(producer, topic, events, count=total, rate=None, on_sent=on_sent)
     finally:
         producer.close(timeout=10)
     start_ms, end_ms = window_ms[0], window_ms[-1]

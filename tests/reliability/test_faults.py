@@ -1,0 +1,317 @@
+"""Delivery guarantees under faults, counting every record (tests/reliability; marked slow).
+
+Each scenario feeds a stream into a real broker, runs real worker processes with the real
+(tiny, trained) model, injects its fault, lets the run finish, and verifies with
+``worker.verify`` (read_committed): no input offset without an outcome, no duplicate in
+exactly-once mode (at-least-once: only inside the uncommitted window), per-key order, commits at
+the end offsets, no card number anywhere. Each adds a row to the summary table printed at the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import ACL, ACLFilter, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+from kafka.structs import TopicPartition
+
+from tests.reliability.harness import Cluster, Scenario
+from worker.verify import read_topic
+
+GUARANTEES = ["at_least_once", "exactly_once"]
+EXIT_FENCED = 3
+
+
+def end_offsets(cluster: Cluster, topic: str, partitions: int) -> dict[int, int]:
+    consumer = KafkaConsumer(**cluster.config(group_id=None))
+    try:
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        consumer.close(autocommit=False)
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_sigkill_three_times_after_further_progress(
+    fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
+) -> None:
+    scenario = Scenario(
+        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
+        model_dir=serving_model, events=100_000, rate=2500, partitions=8, seed=1,
+    )  # fmt: skip
+    worker = scenario.start_worker("copier")
+    scenario.start()
+    windows: list[tuple[dict[int, int], dict[int, int]]] = []
+    recoveries = []
+    for kill in range(3):
+        scenario.wait_output(0.22 * (kill + 1))  # each kill after >= 20% further progress
+        worker.kill()
+        killed_at = time.monotonic()
+        time.sleep(0.5)  # let the monitor see what the broker already has
+        windows.append((scenario.committed(), end_offsets(fault_broker, scenario.topics.input, 8)))
+        baseline = scenario.monitor.total
+        worker = scenario.start_worker("copier", wait=False)  # same id: fences the old transactions
+        recoveries.append(scenario.monitor.resumed(killed_at, baseline))
+    scenario.finish()
+    codes = scenario.stop_all()
+    assert codes[-1] == 0
+    report = scenario.verify()
+    scenario.record("SIGKILL worker x3 (>=20% progress apart), restart", report, max(recoveries))
+    scenario.assert_sound(report)
+    if guarantee == "at_least_once":
+        # Duplicates only inside a window that was consumed but not committed when a kill struck.
+        outside = [
+            (p, o) for p, o in scenario.duplicated_coordinates()
+            if not any(committed.get(p, 0) <= o < ends.get(p, 0) for committed, ends in windows)
+        ]  # fmt: skip
+        assert outside == [], outside[:10]
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_sigterm_under_load_drains_and_nothing_is_reprocessed(
+    fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
+) -> None:
+    scenario = Scenario(
+        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
+        model_dir=serving_model, events=20_000, rate=2000, seed=2,
+    )  # fmt: skip
+    worker = scenario.start_worker("graceful")
+    scenario.start()
+    scenario.wait_output(0.4)
+    stopped_at = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.tail()
+    drain_s = time.monotonic() - stopped_at
+    baseline = scenario.monitor.total
+    scenario.start_worker("graceful", wait=False)
+    recovery = scenario.monitor.resumed(stopped_at, baseline)
+    scenario.finish()
+    scenario.stop_all()
+    report = scenario.verify()
+    scenario.record("SIGTERM under load, restart", report, recovery, f"drained in {drain_s:.1f}s, exit 0")
+    scenario.assert_sound(report)
+    assert report.duplicates == 0, "a graceful stop commits everything it published"
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_broker_hard_kill_and_restart(
+    fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
+) -> None:
+    scenario = Scenario(
+        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
+        model_dir=serving_model, events=30_000, rate=1500, seed=3,
+    )  # fmt: skip
+    worker = scenario.start_worker("survivor")
+    scenario.start()
+    scenario.wait_output(0.3)
+    broker = fault_broker.local
+    killed_at = time.monotonic()
+    broker.stop(kill=True)
+    time.sleep(5)
+    baseline = scenario.monitor.total
+    broker.start(timeout=120)
+    recovery = scenario.monitor.resumed(killed_at, baseline)
+    assert worker.process.poll() is None, "the worker must stall, not crash, while the broker is away"
+    scenario.finish()
+    codes = scenario.stop_all()
+    assert codes == [0], worker.tail()
+    report = scenario.verify()
+    scenario.record("broker SIGKILL, down 5 s, restart", report, recovery, "recovery includes the outage")
+    scenario.assert_sound(report)
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_rebalance_storm_between_one_and_three_workers(
+    fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
+) -> None:
+    storm_s = 150.0
+    scenario = Scenario(
+        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
+        model_dir=serving_model, events=int(storm_s * 300), rate=300, seed=4,
+    )  # fmt: skip
+    rng = random.Random(4)
+    scenario.start_worker("storm-0")
+    scenario.start()
+    started = time.monotonic()
+    changes, next_id = 0, 1
+    while time.monotonic() - started < storm_s:
+        time.sleep(rng.uniform(10, 30))
+        live = scenario.live_workers()
+        target = rng.choice([n for n in (1, 2, 3) if n != len(live)])
+        while len(live) < target:
+            scenario.start_worker(f"storm-{next_id}", wait=False)
+            next_id += 1
+            live = scenario.live_workers()
+        while len(live) > target:
+            leaving = rng.choice(live)
+            leaving.signal(signal.SIGTERM)
+            assert leaving.wait(40) == 0, leaving.tail()
+            live = scenario.live_workers()
+        changes += 1
+    scenario.finish()
+    scenario.stop_all()
+    report = scenario.verify()
+    # The longest stall of the output while there was work to do, over the whole storm.
+    samples = [s for s in scenario.monitor.samples if s[0] >= started]
+    stall, last_change = 0.0, samples[0][0]
+    for (_t0, n0), (t1, n1) in itertools.pairwise(samples):
+        if n1 > n0:
+            stall = max(stall, t1 - last_change)
+            last_change = t1
+    scenario.record(f"rebalance storm: 1-3 workers, {changes} changes in {storm_s:.0f}s", report, stall,
+                    "recovery = longest output stall")  # fmt: skip
+    scenario.assert_sound(report)
+
+
+@pytest.mark.parametrize("replacement", ["same-id", "new-id"])
+def test_zombie_is_fenced_after_sigstop_and_publishes_nothing(
+    fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, replacement: str
+) -> None:
+    scenario = Scenario(
+        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee="exactly_once",
+        model_dir=serving_model, events=20_000, rate=1000, seed=5,
+    )  # fmt: skip
+    zombie = scenario.start_worker("zombie")
+    scenario.start()
+    scenario.wait_output(0.2)
+    zombie.signal(signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    time.sleep(6 + 4)  # past the session timeout: the group evicts it
+    baseline = scenario.monitor.total
+    scenario.start_worker("zombie" if replacement == "same-id" else "replacement")
+    recovery = scenario.monitor.resumed(frozen_at, baseline)
+    scenario.wait_output(0.6)
+    resumed_at_wall = time.time()
+    zombie.signal(signal.SIGCONT)
+    if replacement == "same-id":
+        # Its transactional id now belongs to the replacement: the producer is fenced, it stops.
+        assert zombie.wait(60) == EXIT_FENCED, zombie.tail()
+    scenario.finish()
+    scenario.stop_all()
+    report = scenario.verify()
+    late_zombie_outputs = 0
+    for record in read_topic(scenario.cluster.config(), scenario.topics.scores):
+        payload = json.loads(record.value)
+        if payload["worker_id"] == "zombie" and record.timestamp / 1000 > resumed_at_wall:
+            late_zombie_outputs += 1
+    note = "fenced (producer epoch), exit 3" if replacement == "same-id" else "fenced (group generation), rejoined"
+    scenario.record(f"zombie: SIGSTOP past session timeout, {replacement} replacement, SIGCONT", report, recovery,
+                    note)  # fmt: skip
+    scenario.assert_sound(report)
+    if replacement == "same-id":
+        assert late_zombie_outputs == 0
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_scores_topic_unwritable_for_a_while(
+    secured_cluster: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
+) -> None:
+    scenario = Scenario(
+        cluster=secured_cluster, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
+        model_dir=serving_model, events=15_000, rate=1000, seed=6,
+    )  # fmt: skip
+    scenario.start_worker("acl")
+    scenario.start()
+    scenario.wait_output(0.3)
+    admin = KafkaAdminClient(
+        bootstrap_servers=secured_cluster.bootstrap_servers, **secured_cluster.local.admin_client_config()
+    )
+    deny = ACL(
+        principal="User:riskstream", host="*", operation=ACLOperation.WRITE,
+        permission_type=ACLPermissionType.DENY,
+        resource_pattern=ResourcePattern(ResourceType.TOPIC, scenario.topics.scores),
+    )  # fmt: skip
+    try:
+        admin.create_acls([deny])
+        denied_at = time.monotonic()
+        time.sleep(8)
+        committed_during = scenario.committed()
+        baseline = scenario.monitor.total
+        admin.delete_acls([ACLFilter(deny.principal, deny.host, deny.operation, deny.permission_type,
+                                     deny.resource_pattern)])  # fmt: skip
+    finally:
+        admin.close()
+    recovery = scenario.monitor.resumed(denied_at, baseline)
+    scenario.finish()
+    scenario.stop_all()
+    report = scenario.verify()
+    scenario.record("scores topic write-denied (ACL) for 8 s", report, recovery, "recovery includes the denial")
+    scenario.assert_sound(report)
+    assert committed_during, "something was committed before the denial"
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_injected_out_of_memory_splits_batches(
+    fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
+) -> None:
+    scenario = Scenario(
+        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
+        model_dir=serving_model, events=20_000, rate=2000, seed=7,
+        worker_settings={"faults": {"oom_probability": 0.3, "seed": 7}},
+    )  # fmt: skip
+    worker = scenario.start_worker("oom")
+    scenario.start()
+    scenario.finish()
+    splits = worker.metric("riskstream_oom_splits_total")
+    scenario.stop_all()
+    report = scenario.verify()
+    scenario.record("CUDA OOM injected on 30% of batches", report, None, f"{splits:.0f} batch splits")
+    scenario.assert_sound(report)
+    assert splits > 0
+    assert "out_of_memory" not in report.dead_letter_reasons  # split down to single events, all scored
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_model_slower_than_max_poll_interval(
+    fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
+) -> None:
+    scenario = Scenario(
+        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
+        model_dir=serving_model, events=10_000, rate=500, seed=8,
+        worker_settings={
+            "consumer": {"max_poll_interval_ms": 4000},
+            "faults": {"model_delay_ms": 6000, "model_delay_for_s": 25},
+            "backpressure": {"max_in_flight": 2000},
+        },
+    )  # fmt: skip
+    worker = scenario.start_worker("slow")
+    scenario.start()
+    scenario.finish()
+    rebalances = worker.metric("riskstream_rebalances_total")
+    pauses = worker.metric("riskstream_pauses_total")
+    scenario.stop_all()
+    report = scenario.verify()
+    scenario.record("model 6 s/batch for 25 s (max.poll.interval 4 s)", report, None,
+                    f"{pauses:.0f} pauses, {rebalances:.0f} rebalances")  # fmt: skip
+    scenario.assert_sound(report)
+    assert rebalances == 0, "the member must stay in the group"
+    assert pauses >= 1, "backpressure must have paused consumption"
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_five_percent_poison(
+    fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
+) -> None:
+    scenario = Scenario(
+        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
+        model_dir=serving_model, events=20_000, rate=2500, poison_rate=0.05, seed=9,
+    )  # fmt: skip
+    scenario.start_worker("poison")
+    scenario.start()
+    scenario.finish()
+    scenario.stop_all()
+    report = scenario.verify()
+    poison = scenario.feeder.poison
+    scenario.record("5% poison records", report, None, f"{sum(poison.values())} dead letters expected")
+    scenario.assert_sound(report)
+    assert report.dead_letters == sum(poison.values())
+    expected = {"malformed_json": poison.get("malformed_json", 0), "schema_invalid": poison.get("schema_invalid", 0),
+                "too_large": poison.get("oversize", 0), "pan_detected": poison.get("pan_in_text", 0)}  # fmt: skip
+    assert report.dead_letter_reasons == {k: v for k, v in expected.items() if v}

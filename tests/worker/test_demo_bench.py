@@ -1,0 +1,189 @@
+"""``riskstream demo`` and ``riskstream bench``: the pieces without a broker, then each end to end.
+
+The end-to-end tests check that the commands work and account for every event, never how fast
+anything is: performance is what the benchmark reports, not what a test asserts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from worker.bench.harness import SYSTEMS, BenchConfig, run_bench
+from worker.bench.report import BenchResult, LatencyStats, PointResult, SystemSummary, markdown, write_outputs
+from worker.demo import BOOTSTRAP_ENV, bootstrap_configured, paced
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- without a broker ---------------------------------------------------------------------------
+
+
+def test_bootstrap_is_configured_by_the_environment_or_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(BOOTSTRAP_ENV, raising=False)
+    assert not bootstrap_configured(None)
+    plain = tmp_path / "plain.toml"
+    plain.write_text('group_id = "x"\n[kafka]\nclient_id = "y"\n')
+    assert not bootstrap_configured(plain)
+    named = tmp_path / "named.toml"
+    named.write_text('[kafka]\nbootstrap_servers = "broker:9092"\n')
+    assert bootstrap_configured(named)
+    monkeypatch.setenv(BOOTSTRAP_ENV, "broker:9092")
+    assert bootstrap_configured(None)
+
+
+def test_paced_hands_items_on_at_the_rate_without_skipping_any() -> None:
+    started = time.perf_counter()
+    handed = [(item, time.perf_counter() - started) for item in paced(range(5), rate=1000.0)]
+    assert [item for item, _ in handed] == list(range(5))
+    assert handed[-1][1] >= 0.004 - 0.0006  # the fifth item is due 4 ms after the first
+
+
+def test_latency_stats_treat_unfinished_events_as_later_than_any_percentile_they_fall_on() -> None:
+    finished = np.arange(1.0, 101.0)  # 1..100 ms
+    stats = LatencyStats.of(np.concatenate([finished, np.full(2, np.inf)]), budget_ms=50.0)
+    assert stats.p50_ms == pytest.approx(51.0)
+    assert stats.p99_ms is None and stats.p999_ms is None and stats.max_ms is None
+    assert stats.budget_miss_pct == pytest.approx(52 / 102 * 100, abs=1e-3)
+    assert LatencyStats.of(finished, budget_ms=50.0).p99_ms == pytest.approx(99.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"loads": (200.0, 100.0)}, "increasing"),
+        ({"loads": ()}, "positive"),
+        ({"systems": ("relay", "kafka-streams")}, "kafka-streams"),
+        ({"seconds": 0.0}, "seconds"),
+    ],
+)
+def test_bench_config_rejects_nonsense(overrides: dict[str, Any], message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=message):
+        BenchConfig(out_dir=tmp_path, **overrides)
+
+
+def _point(system: str, load: float, p99: float | None, *, role: str = "sweep") -> PointResult:
+    stats = LatencyStats(p50_ms=2.0, p95_ms=5.0, p99_ms=p99, p999_ms=p99, max_ms=p99, budget_miss_pct=0.0)
+    return PointResult(
+        system=system, role=role, offered_per_s=load, generator_per_s=load, throughput_per_s=load, events=100,
+        completed=100, duplicates=0, latency=stats, visible=stats, in_budget=p99 is not None and p99 <= 50.0,
+    )  # fmt: skip
+
+
+def _result() -> BenchResult:
+    result = BenchResult(
+        command="riskstream bench --out x", started="2026-01-01T00:00:00+00:00", seconds=60.0, budget_ms=50.0,
+        settings={"seconds": 10, "warmup_s": 3, "partitions": 4, "kafka_version": "4.1.2"},
+        machine={"cpu": "Test CPU", "usable_cpus": 2, "logical_cpus": 2, "memory_gib": 8.0, "os": "Linux",
+                 "python": "3.11", "torch": "2", "kafka_python": "3", "load_average_at_start": [0.1, 0.1, 0.1]},
+        model={"name": "m", "version": "v", "preset": "tiny", "parameters": 1000, "quantization": "int8"},
+    )  # fmt: skip
+    result.points = [
+        _point("relay", 100, 5.0), _point("relay", 1000, 9.0),
+        _point("naive", 100, 30.0), _point("naive", 1000, None),
+        _point("riskstream-alo", 100, 10.0), _point("riskstream-alo", 1000, 40.0),
+        _point("riskstream-alo", 800, 30.0, role="check"),
+    ]  # fmt: skip
+    result.summaries = {
+        "relay": SystemSummary("relay", 1000, lower_bound=True),
+        "naive": SystemSummary("naive", 100, lower_bound=False),
+        "riskstream-alo": SystemSummary("riskstream-alo", 1000, lower_bound=True, check=result.points[-1]),
+    }
+    return result
+
+
+def test_report_compares_riskstream_with_the_naive_baseline_and_the_relay_ceiling(tmp_path: Path) -> None:
+    result = _result()
+    comparison = result.comparisons()["riskstream-alo"]
+    assert comparison["vs_naive"] == 10.0
+    assert comparison["vs_relay"] == 1.0
+    assert comparison["p99_ms_at_80pct"] == 30.0
+    assert result.acceptance() == {
+        "riskstream_vs_naive_at_least_10x": True,
+        "riskstream_p99_within_budget_at_80pct": True,
+    }
+    page = markdown(result)
+    assert "| riskstream-alo (80% check) | 800 |" in page
+    assert "| naive | 1,000 | 1,000 | 2.0 | 5.0 | — |" in page
+    paths = write_outputs(result, tmp_path / "out")
+    assert json.loads(paths[0].read_text())["acceptance"]["riskstream_vs_naive_at_least_10x"] is True
+    assert paths[2].read_bytes().startswith(b"\x89PNG")
+
+
+def test_acceptance_holds_when_the_baseline_is_never_within_budget() -> None:
+    result = _result()
+    result.summaries["naive"] = SystemSummary("naive", None, lower_bound=False)
+    assert result.comparisons()["riskstream-alo"]["vs_naive"] is None
+    assert result.acceptance()["riskstream_vs_naive_at_least_10x"] is True
+
+
+# -- end to end, on the real broker -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bench_harness_runs_a_tiny_sweep(
+    kafka: Any, serving_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BOOTSTRAP_ENV, kafka.bootstrap_servers)
+    systems = ("relay", "naive", "riskstream-alo")
+    config = BenchConfig(
+        out_dir=tmp_path, model=serving_model, loads=(20.0, 40.0), systems=systems, seconds=2.0, warmup_s=0.5,
+        partitions=2, completion_timeout_s=10.0, command="pytest smoke",
+    )  # fmt: skip
+    result = run_bench(config, Console(file=io.StringIO()))
+
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert list(data["summary"]) == list(systems)
+    assert set(data["systems"]) <= set(SYSTEMS)
+    assert data["machine"]["usable_cpus"] >= 1 and data["model"]["preset"] == "tiny"
+    for system in systems:
+        points = [p for p in result.points if p.system == system and p.role == "sweep"]
+        assert points, f"{system} measured nothing"
+        first = points[0]
+        assert first.events == 40  # 2 s at 20/s
+        assert first.completed > 0 and first.latency.p50_ms is not None and first.latency.p50_ms > 0
+        assert math.isfinite(first.throughput_per_s)
+    check = result.summaries["riskstream-alo"].check
+    assert (check is not None) == (result.summaries["riskstream-alo"].max_in_budget_per_s is not None)
+    assert (tmp_path / "bench.md").read_text().startswith("# riskstream bench")
+    assert (tmp_path / "p99_vs_load.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_accounts_for_every_event(
+    kafka: Any, serving_model: Path, topic_factory: Callable[..., str]
+) -> None:
+    topics = {name: topic_factory(4, prefix=f"demo-{name}") for name in ("INPUT", "SCORES", "DEAD_LETTERS")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKSTREAM_")}
+    env.update({f"RISKSTREAM_TOPICS__{name}": topic for name, topic in topics.items()})
+    env.update({
+        BOOTSTRAP_ENV: kafka.bootstrap_servers,
+        "RISKSTREAM_GROUP_ID": f"demo-test-{uuid.uuid4().hex[:8]}",
+        "COLUMNS": "200",  # one summary row per line, whatever the terminal
+        "PYTHONWARNINGS": "ignore",
+    })  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "worker", "demo", "--duration", "10", "--rate", "200", "--model", str(serving_model)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert re.search(r"events in\s+2,000 in", output), output
+    assert "none: every event has its outcome" in output, output
+    assert "stopped cleanly" in output, output
