@@ -60,13 +60,11 @@ class Worker:
         *,
         registry: CollectorRegistry | None = None,
         consumer: KafkaConsumer | None = None,
-        producer: KafkaProducer | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics(registry)
         self._loaded = loaded
         self._consumer = consumer
-        self._producer = producer
         self._stop = threading.Event()
         self._poll_shutdown = threading.Event()
         self._signals = 0
@@ -148,10 +146,14 @@ class Worker:
         info = engine.info
         self.metrics.model_info.labels(info.name, info.version, info.quantization, info.device).set(1)
         consumer = self._consumer = self._consumer or build_consumer(s)
-        producer = self._producer = self._producer or build_producer(s)
         exactly_once = s.guarantee == "exactly_once"
-        if exactly_once:
-            producer.init_transactions()
+
+        def new_producer() -> KafkaProducer:
+            producer = build_producer(s)
+            if exactly_once:
+                # Fences any earlier incarnation of this worker and aborts what it left open.
+                producer.init_transactions()
+            return producer
 
         sampler: MemorySampler = loaded.sample_memory
         if s.faults.memory_pressure_for_s > 0:
@@ -216,7 +218,7 @@ class Worker:
             worker_id=s.worker_id,
         )  # fmt: skip
         common: dict[str, Any] = {
-            "producer": producer,
+            "producer_factory": new_producer,
             "writer": writer,
             "outbox": self.outbox,
             "tracker": self.tracker,
@@ -227,7 +229,7 @@ class Worker:
             "on_publish_latency": publish_latency,
         }
         publisher = (
-            TransactionalPublisher(group_metadata=consumer.group_metadata, **common)
+            TransactionalPublisher(group_metadata=source.group_metadata_for, **common)
             if exactly_once
             else AtLeastOncePublisher(**common)
         )
@@ -266,7 +268,7 @@ class Worker:
                 self.metrics.scaling_pressure.set(round(pressure, 3))
 
         code = self._supervise(scoring, publisher, update_scaling)
-        self._shutdown(source, scoring, publisher, producer, graceful=code == EXIT_OK)
+        self._shutdown(source, scoring, publisher, graceful=code == EXIT_OK)
         self.exit_code = code
         return code
 
@@ -311,7 +313,6 @@ class Worker:
         source: Source,
         scoring: ScoringStage,
         publisher: AtLeastOncePublisher | TransactionalPublisher,
-        producer: KafkaProducer,
         *,
         graceful: bool,
     ) -> None:
@@ -332,8 +333,5 @@ class Worker:
         publisher.stop()
         scoring.thread.join(timeout=5.0)
         publisher.thread.join(timeout=5.0)
-        try:
-            producer.close(timeout=max(1.0, deadline - time.monotonic()))
-        except Exception as exc:  # best effort: unsent records are uncommitted and will be replayed
-            log.warning("producer close failed", error=type(exc).__name__)
+        publisher.close(max(1.0, deadline - time.monotonic()))
         log.info("worker stopped", drained=drained, in_flight=self.tracker.pending())

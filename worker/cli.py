@@ -205,13 +205,15 @@ def bench(
             )  # fmt: skip
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
-        run_bench(bench_config)
+        result = run_bench(bench_config)
     except WorkerError as exc:
         raise _fail(str(exc), code=1) from None
     except KeyboardInterrupt:
         raise _fail(f"interrupted; the systems measured so far are in {out}", code=130) from None
     for name in OUTPUT_FILES:
         typer.echo(str(out / name))
+    if result.failures:
+        raise _fail(f"{', '.join(result.failures)} failed; see {out / 'logs'}", code=1)
 
 
 def _register_model_commands() -> None:

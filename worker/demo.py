@@ -2,11 +2,11 @@
 
 What it does, in order (each step shows progress):
 
-1. Kafka: the configured cluster (``RISKSTREAM_KAFKA__BOOTSTRAP_SERVERS`` or ``[kafka]`` in
+1. The model: ``--model DIR``, else the configured model directory (by default
+   ``~/.cache/riskstream/models/default``), trained there with the ``default`` preset if missing.
+2. Kafka: the configured cluster (``RISKSTREAM_KAFKA__BOOTSTRAP_SERVERS`` or ``[kafka]`` in
    ``--config``); when none is configured, a local Apache Kafka broker started with
    ``ops/kafka/kafka_local.py`` (instance ``demo``) and stopped again at the end, also on Ctrl-C.
-2. The model: ``--model DIR``, else the configured model directory (by default
-   ``~/.cache/riskstream/models/default``), trained there with the ``default`` preset if missing.
 3. The topics from the settings (``transactions``, ``risk-scores``, ``transactions.dlq``), created
    with ``DEMO_PARTITIONS`` partitions when missing.
 4. A synthetic stream at ``--rate`` events/s for ``--duration`` seconds (labelled fraud, a few
@@ -16,8 +16,7 @@ What it does, in order (each step shows progress):
 Latency on the panel is event time (the producer's CreateTime, which the load generator writes
 into ``event_time``) to the score record's Kafka timestamp, as a downstream reader sees it.
 
-The helpers :func:`bootstrap_configured`, :func:`kafka_for` and :func:`ensure_model` are shared with
-``riskstream bench``.
+The helpers above the demo itself (broker, model, topics, paced load) are shared with ``riskstream bench``.
 """
 
 from __future__ import annotations
@@ -185,6 +184,13 @@ def paced(items: Iterable[T], rate: float) -> Iterator[T]:
         yield item
 
 
+def measuring_producer_config() -> dict[str, Any]:
+    """``riskstream produce``'s producer options without linger: a load generator that measures
+    event-to-score latency must not add a batching delay of its own (under load, records still
+    batch while a request is in flight)."""
+    return {**load_producer_config(), "linger_ms": 0}
+
+
 def ensure_topics(settings: Settings, topics: dict[str, dict[str, str]], partitions: int) -> list[str]:
     """Create the topics that do not exist yet (name -> topic configs); returns the ones created."""
     from kafka.errors import TopicAlreadyExistsError
@@ -243,7 +249,7 @@ class DemoSummary:
     flagged_fraud: int = 0
     declined: int = 0
     worker_exit_code: int | None = None
-    seconds: float = 0.0
+    producing_s: float = 0.0
 
     @property
     def accounted(self) -> int:
@@ -289,10 +295,13 @@ class _Labels:
 class _Tally:
     """Scores and dead letters read back from Kafka (first outcome per event; duplicates counted)."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget_ms: float) -> None:
+        self.budget_ms = budget_ms
         self.decisions: dict[str, str] = {}
         self.dead: set[tuple[int, int]] = set()
         self.duplicates = 0
+        self.flagged = 0
+        self.misses = 0
         self.latencies_ms: list[float] = []
         self.recent: deque[tuple[float, float, int]] = deque()  # (seen at, latency ms, batch size)
 
@@ -303,8 +312,10 @@ class _Tally:
             self.duplicates += 1  # at-least-once replay: the first outcome counts
             return
         self.decisions[transaction_id] = score["decision"]
+        self.flagged += score["decision"] != "approve"
         latency = max(0.0, timestamp_ms - _millis(score["event_time"]))
         self.latencies_ms.append(latency)
+        self.misses += latency > self.budget_ms
         self.recent.append((now, latency, int(score["batch_size"])))
 
     def add_dead_letter(self, value: bytes) -> None:
@@ -383,12 +394,12 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> DemoSumm
     count = max(1, round(options.rate * options.duration_s))
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1 << 30)
     labels = _Labels()
-    tally = _Tally()
+    tally = _Tally(budget_ms)
     stop_producing = threading.Event()
     produced: list[ProduceReport] = []
     failures: list[BaseException] = []
     consumer = _consumer_at_end(settings, [topics.scores, topics.dead_letters])
-    producer = KafkaProducer(**connection_config(settings.kafka), **load_producer_config())
+    producer = KafkaProducer(**connection_config(settings.kafka), **measuring_producer_config())
     worker = Worker(settings, loaded)
     worker_thread = threading.Thread(target=worker.run, name="demo-worker", daemon=True)
 
@@ -408,7 +419,6 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> DemoSumm
             failures.append(exc)
 
     producer_thread = threading.Thread(target=produce, name="demo-producer", daemon=True)
-    started = time.monotonic()
     live = Live(console=console, refresh_per_second=_REFRESH_PER_S, transient=False)
     try:
         with live:
@@ -460,13 +470,14 @@ def _run(settings: Settings, options: DemoOptions, console: Console) -> DemoSumm
         consumer.close(autocommit=False)
 
     report = produced[0] if produced else ProduceReport()
-    summary = _summarise(tally, labels, report, budget_ms, worker.exit_code, time.monotonic() - started)
+    summary = _summarise(tally, labels, report, budget_ms, worker.exit_code)
+    console.line()  # off a terminal, Live leaves its last frame without a line break
     console.print(_summary_table(summary, info))
     return summary
 
 
 def _summarise(
-    tally: _Tally, labels: _Labels, report: ProduceReport, budget_ms: float, exit_code: int | None, seconds: float
+    tally: _Tally, labels: _Labels, report: ProduceReport, budget_ms: float, exit_code: int | None
 ) -> DemoSummary:
     ours = {tid: decision for tid, decision in tally.decisions.items() if tid in labels.fraud}
     flagged = {tid for tid, decision in ours.items() if decision != "approve"}
@@ -484,7 +495,7 @@ def _summarise(
         flagged_fraud=len(flagged & fraud),
         declined=sum(1 for decision in ours.values() if decision == "decline"),
         worker_exit_code=exit_code,
-        seconds=seconds,
+        producing_s=report.seconds,
     )
 
 
@@ -502,8 +513,6 @@ def _panel(
     span = min(_WINDOW_S, max(elapsed, 1e-3))
     latencies = [latency for _, latency, _ in recent]
     batches = [size for _, _, size in recent]
-    flagged = sum(1 for tid, d in tally.decisions.items() if d != "approve" and tid in labels.fraud)
-    misses = sum(1 for latency in tally.latencies_ms if latency > budget_ms)
     scored = len(tally.decisions)
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -514,7 +523,7 @@ def _panel(
     table.add_row(
         "event → score",
         f"p50 {_percentile(latencies, 50):5.1f} ms   p99 {_percentile(latencies, 99):5.1f} ms   "
-        f"(last {_WINDOW_S:.0f} s; budget {budget_ms:.0f} ms, {misses:,} misses so far)",
+        f"(last {_WINDOW_S:.0f} s; budget {budget_ms:.0f} ms, {tally.misses:,} misses so far)",
     )
     table.add_row("batch size", f"mean {np.mean(batches) if batches else 0:.1f}   max {max(batches, default=0)}")
     table.add_row(
@@ -523,7 +532,7 @@ def _panel(
         f"{_gauge(worker, 'riskstream_paused_partitions'):.0f} paused partitions",
     )
     table.add_row("dead letters", f"{len(tally.dead):,} (invalid input, by design {options.poison_rate:.1%})")
-    table.add_row("fraud", f"{flagged:,} flagged (review or decline) · {labels.fraud_sent:,} labelled fraud sent")
+    table.add_row("fraud", f"{tally.flagged:,} flagged (review or decline) · {labels.fraud_sent:,} labelled fraud sent")
     title = f"riskstream demo · {info.name} ({info.quantization} on {info.device})"
     port = worker.health.port if worker.health is not None else None
     subtitle = f"metrics: http://127.0.0.1:{port}/metrics" if port else None
@@ -534,8 +543,8 @@ def _summary_table(summary: DemoSummary, info: Any) -> Panel:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    rate = summary.sent / summary.seconds if summary.seconds > 0 else 0.0
-    table.add_row("events in", f"{summary.sent:,} in {summary.seconds:.1f} s ({rate:,.0f}/s)")
+    rate = summary.sent / summary.producing_s if summary.producing_s > 0 else 0.0
+    table.add_row("events in", f"{summary.sent:,} in {summary.producing_s:.1f} s ({rate:,.0f}/s)")
     table.add_row(
         "outcomes", f"{summary.scored:,} scores + {summary.dead_letters:,} dead letters "
         f"({summary.poison_sent:,} invalid records sent); {summary.duplicates:,} duplicate deliveries",

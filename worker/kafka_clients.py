@@ -89,6 +89,9 @@ def build_producer(settings: Settings) -> KafkaProducer:
         **connection_config(settings.kafka),
         "acks": "all",
         "enable_idempotence": True,
+        # One produce request in flight per broker: when a batch fails for good, nothing queued
+        # behind it can overtake it, so a replay republishes in input order (per-key order).
+        "max_in_flight_requests_per_connection": 1,
         "linger_ms": 1,
         "compression_type": None,
         # A send that cannot reach the topic fails within this long and the work is replayed.

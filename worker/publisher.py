@@ -37,7 +37,8 @@ log = structlog.get_logger("riskstream.publisher")
 CONTENT_TYPE = ("content-type", b"application/json")
 TRACE_HEADER = "traceparent"
 _POLL_S = 0.05
-_MAX_RECORDS_PER_TRANSACTION = 4096
+_MAX_RECORDS_PER_STEP = 4096  # per publish step (a transaction in exactly-once mode)
+_ACK_TIMEOUT_S = 30.0
 _FENCED = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
 
 
@@ -139,7 +140,7 @@ class _PublisherBase:
     def __init__(
         self,
         *,
-        producer: KafkaProducer,
+        producer_factory: Callable[[], KafkaProducer],
         writer: OutcomeWriter,
         outbox: queue.SimpleQueue[ScoredBatch],
         tracker: OffsetTracker,
@@ -149,7 +150,8 @@ class _PublisherBase:
         on_dropped: Callable[[int], None],
         on_publish_latency: Callable[[float], None],
     ) -> None:
-        self._producer = producer
+        self._producer_factory = producer_factory
+        self._producer = producer_factory()
         self._writer = writer
         self._outbox = outbox
         self._tracker = tracker
@@ -168,6 +170,33 @@ class _PublisherBase:
     def stop(self) -> None:
         self._stop.set()
 
+    def close(self, timeout_s: float) -> None:
+        """Flush and close the producer (after :meth:`stop` and the thread has ended)."""
+        try:
+            self._producer.close(timeout=timeout_s)
+        except Exception as exc:  # best effort: unsent records are uncommitted and will be replayed
+            log.warning("producer close failed", error=type(exc).__name__)
+
+    def _fatal_error(self) -> BaseException | None:
+        """The error that put the producer in kafka-python's fatal state, if it is in it.
+
+        A fatally failed producer fails every later send (kafka-python reports them as plain
+        KafkaErrors); like the Java client, the only way on is a new producer.
+        """
+        manager = getattr(self._producer, "_transaction_manager", None)
+        if manager is not None and manager.has_fatal_error():
+            error = getattr(manager, "_last_error", None)
+            return error if isinstance(error, BaseException) else kafka_errors.KafkaError("fatal producer error")
+        return None
+
+    def _replace_producer(self, cause: BaseException) -> None:
+        log.warning("replacing the producer", cause=type(cause).__name__)
+        try:
+            self._producer.close(timeout=1.0)
+        except Exception as exc:  # it is broken anyway
+            log.debug("closing the failed producer", error=type(exc).__name__)
+        self._producer = self._producer_factory()
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
@@ -184,6 +213,18 @@ class _PublisherBase:
     def _publish(self, batch: ScoredBatch) -> None:
         raise NotImplementedError
 
+    def _gather(self, first: ScoredBatch) -> list[ScoredBatch]:
+        """``first`` and whatever else is already scored, up to one step's worth."""
+        batches, records = [first], len(first.records)
+        while records < _MAX_RECORDS_PER_STEP:
+            try:
+                more = self._outbox.get_nowait()
+            except queue.Empty:
+                break
+            batches.append(more)
+            records += len(more.records)
+        return batches
+
     def _settled(self, item: Outgoing, epoch: int, now: float) -> None:
         """The input record of ``item`` is done: count it once, in the epoch it belongs to."""
         if not self._tracker.complete(item.source.tp, item.source.offset, epoch):
@@ -199,58 +240,77 @@ class _PublisherBase:
 
 
 class AtLeastOncePublisher(_PublisherBase):
-    def _publish(self, batch: ScoredBatch) -> None:
-        if batch.epoch != self._tracker.epoch:
-            self._on_dropped(len(batch.records))
-            return
-        sent_at = time.time()
-        for item in self._writer.write(batch, datetime.now(UTC)):
-            try:
-                future = self._producer.send(item.topic, value=item.value, key=item.key, headers=item.headers)
-            except kafka_errors.KafkaError as exc:
-                log.warning("publish failed; replaying from the last commit", error=type(exc).__name__,
-                            where=item.source.where())  # fmt: skip
-                self._request_rewind("publish_failed")
-                return
-            future.add_callback(self._acked, item, batch.epoch, sent_at)
-            future.add_errback(self._failed, item)
+    """Publishes in steps: everything scored so far is sent, then every acknowledgement awaited.
 
-    def _acked(self, item: Outgoing, epoch: int, sent_at: float, _metadata: Any) -> None:
-        now = time.time()
-        self._on_publish_latency(now - sent_at)
-        self._settled(item, epoch, now)
+    Waiting for a step's acknowledgements before sending the next step is what keeps per-key
+    order through failures: if a record fails, nothing published after it can already be on the
+    broker when its replay starts. The scoring stage keeps working meanwhile, so the wait costs
+    one broker round trip per step, not per batch.
+    """
 
-    def _failed(self, item: Outgoing, exc: BaseException) -> None:
-        log.warning("publish not acknowledged; replaying from the last commit", error=type(exc).__name__,
-                    where=item.source.where(), topic=item.topic)  # fmt: skip
-        self._request_rewind("publish_failed")
-
-
-class TransactionalPublisher(_PublisherBase):
-    def __init__(self, *, group_metadata: Callable[[], Any], **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._group_metadata = group_metadata
-        self._stale_below = 0  # epochs below this belong to an aborted transaction
+        self._stale_below = 0  # epochs below this had a failed send; their replay is under way
 
     def _publish(self, batch: ScoredBatch) -> None:
-        batches = [batch]
-        records = len(batch.records)
-        while records < _MAX_RECORDS_PER_TRANSACTION:
-            try:
-                more = self._outbox.get_nowait()
-            except queue.Empty:
-                break
-            batches.append(more)
-            records += len(more.records)
+        batches = self._gather(batch)
         epoch = self._tracker.epoch
         live = [b for b in batches if b.epoch == epoch and b.epoch >= self._stale_below]
         dropped = sum(len(b.records) for b in batches if b not in live)
         if dropped:
             self._on_dropped(dropped)
-        if live:
-            self._transact(live, epoch)
+        if not live:
+            return
+        fatal = self._fatal_error()
+        if fatal is not None:
+            self._replace_producer(fatal)
+        sent_at = time.time()
+        sent: list[tuple[Outgoing, Any]] = []
+        try:
+            for item in (item for b in live for item in self._writer.write(b, datetime.now(UTC))):
+                sent.append((item, self._producer.send(item.topic, value=item.value, key=item.key,
+                                                       headers=item.headers)))  # fmt: skip
+        except kafka_errors.KafkaError as exc:
+            self._failed(exc, sent[-1][0] if sent else None, epoch)
+        deadline = time.monotonic() + _ACK_TIMEOUT_S
+        failure: BaseException | None = None
+        for item, future in sent:
+            try:
+                future.get(timeout=max(0.001, deadline - time.monotonic()))
+            except kafka_errors.KafkaError as exc:
+                failure = failure or exc
+                if failure is exc:
+                    self._failed(exc, item, epoch)
+                continue
+            self._settled(item, epoch, time.time())
+        if failure is None and sent:
+            self._on_publish_latency(time.time() - sent_at)
 
-    def _transact(self, batches: list[ScoredBatch], epoch: int) -> None:
+    def _failed(self, exc: BaseException, item: Outgoing | None, epoch: int) -> None:
+        self._stale_below = epoch + 1
+        log.warning("publish failed; replaying from the first unacknowledged record", error=type(exc).__name__,
+                    where=item.source.where() if item else None, topic=item.topic if item else None)  # fmt: skip
+        self._request_rewind("publish_failed")
+
+
+class TransactionalPublisher(_PublisherBase):
+    def __init__(self, *, group_metadata: Callable[[int], Any | None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._group_metadata = group_metadata
+        self._stale_below = 0  # epochs below this belong to an aborted transaction
+
+    def _publish(self, batch: ScoredBatch) -> None:
+        batches = self._gather(batch)
+        epoch = self._tracker.epoch
+        metadata = self._group_metadata(epoch)
+        live = [b for b in batches if b.epoch == epoch and b.epoch >= self._stale_below and metadata is not None]
+        dropped = sum(len(b.records) for b in batches if b not in live)
+        if dropped:
+            self._on_dropped(dropped)
+        if live:
+            self._transact(live, epoch, metadata)
+
+    def _transact(self, batches: list[ScoredBatch], epoch: int, group_metadata: Any) -> None:
         now = datetime.now(UTC)
         items = [item for b in batches for item in self._writer.write(b, now)]
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -262,16 +322,27 @@ class TransactionalPublisher(_PublisherBase):
         started = time.perf_counter()
         try:
             self._producer.begin_transaction()
-            for item in items:
-                self._producer.send(item.topic, value=item.value, key=item.key, headers=item.headers)
-            self._producer.send_offsets_to_transaction(offsets, self._group_metadata())
+            identity = self._producer_identity()
+            futures = [
+                self._producer.send(item.topic, value=item.value, key=item.key, headers=item.headers) for item in items
+            ]
+            # Every record must be acknowledged before its input offsets join the transaction: the
+            # commit must never cover an offset whose outcome is not written. (kafka-python can
+            # recover a failed batch by bumping the producer epoch mid-transaction and then commit
+            # without it; the checks below turn that into an abort.)
+            deadline = time.monotonic() + _ACK_TIMEOUT_S
+            for future in futures:
+                future.get(timeout=max(0.001, deadline - time.monotonic()))
+            if self._producer_identity() != identity:
+                raise kafka_errors.KafkaError("producer epoch changed inside the transaction")
+            self._producer.send_offsets_to_transaction(offsets, group_metadata)
             self._producer.commit_transaction()
-        except _FENCED as exc:
-            log.error("fenced: another instance owns this transactional id; stopping without publishing",
-                      error=type(exc).__name__)  # fmt: skip
-            raise FencedError(str(type(exc).__name__)) from exc
         except kafka_errors.KafkaError as exc:
-            self._abort(exc, epoch)
+            self._metrics.transaction_aborts.inc()
+            self._stale_below = epoch + 1
+            if not self._recover_if_fatal(exc):
+                self._abort(exc)
+            self._request_rewind("transaction_aborted")
             return
         elapsed = time.perf_counter() - started
         self._metrics.commit_latency.observe(elapsed)
@@ -281,19 +352,46 @@ class TransactionalPublisher(_PublisherBase):
         for item in items:
             self._settled(item, epoch, settled_at)
 
-    def _abort(self, exc: BaseException, epoch: int) -> None:
+    def _recover_if_fatal(self, exc: BaseException) -> bool:
+        """Deal with errors no abort can recover from; True if the producer was replaced.
+
+        Fenced (another instance owns our transactional id): stop, publishing nothing more. Any
+        other fatal state: a new producer, whose ``init_transactions`` aborts whatever the old one
+        left open; the caller then replays from the last commit.
+        """
+        fatal = self._fatal_error()
+        cause = fatal if fatal is not None else exc
+        if isinstance(cause, _FENCED) or isinstance(exc, _FENCED):
+            log.error("fenced: another instance owns this transactional id; stopping without publishing",
+                      error=type(cause).__name__)  # fmt: skip
+            raise FencedError(type(cause).__name__) from exc
+        if fatal is not None:
+            self._replace_producer(fatal)
+            return True
+        return False
+
+    def _producer_identity(self) -> Any:
+        manager = getattr(self._producer, "_transaction_manager", None)
+        return getattr(manager, "producer_id_and_epoch", None)
+
+    def _abort(self, exc: BaseException) -> None:
+        """Abort by starting over with a new producer: its ``init_transactions`` bumps the epoch,
+        which makes the broker abort the open transaction and fences the old producer.
+
+        Aborting in place would be cheaper, but kafka-python's recovery after a failed batch
+        (sequence numbers, epoch bumps) has proved unreliable; a failed transaction is rare, a fresh
+        producer is simple and certain.
+        """
         log.warning("transaction failed; aborting and replaying from the last commit", error=type(exc).__name__)
-        self._metrics.transaction_aborts.inc()
-        self._stale_below = epoch + 1
         backoff = 0.1
         while not self._stop.is_set():
             try:
-                self._producer.abort_transaction()
-                break
-            except _FENCED as fenced:
-                raise FencedError(type(fenced).__name__) from fenced
-            except kafka_errors.KafkaError as abort_exc:
-                log.warning("abort failed; retrying", error=type(abort_exc).__name__, retry_in_s=backoff)
+                self._replace_producer(exc)
+                return
+            except kafka_errors.KafkaError as init_exc:
+                if isinstance(init_exc, _FENCED):
+                    raise FencedError(type(init_exc).__name__) from init_exc
+                log.warning("new transactional producer failed; retrying", error=type(init_exc).__name__,
+                            retry_in_s=backoff)  # fmt: skip
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
-        self._request_rewind("transaction_aborted")

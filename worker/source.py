@@ -89,6 +89,7 @@ class Source:
         self._next_lag = 0.0
         self._paused_seconds_reported = 0.0
         self._lag: dict[TopicPartition, int] = {}
+        self._epoch_metadata: tuple[int, Any] | None = None
         self._stopping = threading.Event()
         self.last_progress = time.monotonic()
         self.assigned: frozenset[TopicPartition] = frozenset()
@@ -102,6 +103,19 @@ class Source:
         with self._rewind_lock:
             if self._rewind_cause is None:
                 self._rewind_cause = cause
+
+    def group_metadata_for(self, epoch: int) -> Any | None:
+        """The consumer-group generation the records of ``epoch`` were consumed under.
+
+        Exactly-once transactions commit offsets with *this* metadata, never the consumer's current
+        one: a worker that was frozen, evicted and has just rejoined must not commit offsets it
+        consumed in its old generation under its new one. With the old generation the broker fences
+        the commit (KIP-447) and the transaction aborts. None when ``epoch`` is no longer current.
+        """
+        pinned = self._epoch_metadata
+        if pinned is None or pinned[0] != epoch:
+            return None
+        return pinned[1]
 
     def set_drain_timeout(self, seconds: float) -> None:
         self._drain_timeout_s = seconds
@@ -204,7 +218,9 @@ class Source:
         if self._commits_offsets:
             self.commit()  # keep what is contiguously done, so the replay is as short as possible
         points = self._tracker.replay_points()
-        self._tracker.reset()
+        epoch = self._tracker.reset()
+        if self._epoch_metadata is not None:  # same generation, new epoch
+            self._epoch_metadata = (epoch, self._epoch_metadata[1])
         assignment = self._consumer.assignment()
         for tp, offset in points.items():
             if tp in assignment:
@@ -285,11 +301,13 @@ class Source:
             if tp in assigned:
                 self._consumer.seek(tp, offset)
         self._seek_on_assign = {}
+        self._epoch_metadata = (self._tracker.epoch, self._consumer.group_metadata())
         self.assigned = frozenset(assigned)
         self.ever_assigned.set()
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
     def on_lost(self, lost: set[TopicPartition]) -> None:
+        self._epoch_metadata = None
         self._tracker.reset()
         self._seek_on_assign = {}
         self.assigned = frozenset()

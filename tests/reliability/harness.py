@@ -84,12 +84,12 @@ class OutputMonitor(threading.Thread):
         super().__init__(daemon=True, name="output-monitor")
         self._cluster = cluster
         self._tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.samples: list[tuple[float, int]] = []
 
     def run(self) -> None:
         consumer: KafkaConsumer | None = None
-        while not self._stop.wait(0.2):
+        while not self._halt.wait(0.2):
             try:
                 if consumer is None:
                     consumer = KafkaConsumer(
@@ -106,7 +106,7 @@ class OutputMonitor(threading.Thread):
             consumer.close(autocommit=False)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
 
     @property

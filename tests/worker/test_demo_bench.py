@@ -126,11 +126,11 @@ def test_report_compares_riskstream_with_the_naive_baseline_and_the_relay_ceilin
     assert paths[2].read_bytes().startswith(b"\x89PNG")
 
 
-def test_acceptance_holds_when_the_baseline_is_never_within_budget() -> None:
+def test_acceptance_is_unknown_when_the_baseline_was_never_within_budget() -> None:
     result = _result()
     result.summaries["naive"] = SystemSummary("naive", None, lower_bound=False)
     assert result.comparisons()["riskstream-alo"]["vs_naive"] is None
-    assert result.acceptance()["riskstream_vs_naive_at_least_10x"] is True
+    assert result.acceptance()["riskstream_vs_naive_at_least_10x"] is None
 
 
 # -- end to end, on the real broker -------------------------------------------------------------
@@ -159,6 +159,7 @@ def test_bench_harness_runs_a_tiny_sweep(
         assert first.events == 40  # 2 s at 20/s
         assert first.completed > 0 and first.latency.p50_ms is not None and first.latency.p50_ms > 0
         assert math.isfinite(first.throughput_per_s)
+    assert not result.failures
     check = result.summaries["riskstream-alo"].check
     assert (check is not None) == (result.summaries["riskstream-alo"].max_in_budget_per_s is not None)
     assert (tmp_path / "bench.md").read_text().startswith("# riskstream bench")

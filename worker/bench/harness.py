@@ -18,12 +18,15 @@ Method (what the numbers mean):
   offered load (≥ 95%), and the generator really offered it (≥ 95%). A system's sweep stops after
   a point whose p99 exceeds ``stop_factor`` times the budget, that left a backlog, or where the generator
   fell behind: higher loads can only be worse.
+* A system already over budget at the lowest load is measured at half of it, and so on down to
+  an eighth, so that its highest in-budget load is a number rather than "below the sweep".
 * For riskstream, a ``check`` point at 80% of its highest in-budget load is measured explicitly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
@@ -47,14 +50,23 @@ from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 from rich.console import Console
 
-from worker.bench.report import BenchResult, LatencyStats, PointResult, SystemSummary, machine_info, write_outputs
+from worker.bench.report import (
+    BenchResult,
+    LatencyStats,
+    PointResult,
+    SystemSummary,
+    machine_info,
+    rate_text,
+    write_outputs,
+)
 from worker.demo import BOOTSTRAP_ENV, bootstrap_configured, ensure_model, ensure_topics, kafka_for, load_kafka_launcher
 from worker.errors import WorkerError
 from worker.kafka_clients import build_admin, connection_config
 from worker.settings import Settings, load_settings
 
 SYSTEMS = ("relay", "naive", "riskstream-alo", "riskstream-eos")
-DEFAULT_LOADS = (50.0, 100.0, 200.0, 400.0, 700.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 6000.0)
+# Dense where the naive baseline gives out (its limit sets the headline ratio), then roughly x1.5 per step.
+DEFAULT_LOADS = (50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 700.0, 1000.0, 1500.0, 2000.0, 3000.0, 5000.0, 8000.0)
 KEEP_UP_SHARE = 0.95
 CHECK_SHARE = 0.8
 _READY_TIMEOUT_S = 180.0
@@ -212,6 +224,7 @@ class _Session:
             "RISKSTREAM_GROUP_ID": f"bench-{self.name}",
             "RISKSTREAM_WORKER_ID": f"bench-{self.name}",
             "RISKSTREAM_MODEL__DIR": str(ctx.model_dir),
+            "RISKSTREAM_GUARANTEE": "exactly_once" if self.system == "riskstream-eos" else "at_least_once",
         }
         config = ["--config", str(ctx.config.config_file)] if ctx.config.config_file else []
         if self.system.startswith("riskstream"):
@@ -220,7 +233,6 @@ class _Session:
                 "RISKSTREAM_TOPICS__INPUT": self.input,
                 "RISKSTREAM_TOPICS__SCORES": self.output,
                 "RISKSTREAM_TOPICS__DEAD_LETTERS": self.dead_letters,
-                "RISKSTREAM_GUARANTEE": "exactly_once" if self.system == "riskstream-eos" else "at_least_once",
                 "RISKSTREAM_OBSERVABILITY__METRICS_PORT": str(self._metrics_port),
                 "RISKSTREAM_OBSERVABILITY__METRICS_HOST": "127.0.0.1",
                 "RISKSTREAM_OBSERVABILITY__LOG_FORMAT": "json",
@@ -285,16 +297,59 @@ class _Session:
 
     def run_point(self, load: float, role: str) -> PointResult:
         """Offer ``load`` events/s and measure; see the module docstring."""
-        ctx, collector = self.ctx, self.collector
+        collector, budget_ms = self.collector, self.ctx.budget_ms
         assert collector is not None
-        seed = next(self._seeds)
-        report_path = ctx.logs / f"{self.name}-{role}-{load:g}.load.json"
         batches_before = self.batch_size_totals()
         duplicates_before = collector.duplicates
+        sent = self._offer(load, role)
+        window: list[str] = sent["window_ids"]
+        self._await_outputs(window)
+
+        snapshot = collector.snapshot()
+        outputs = [snapshot.get(tid) for tid in window]
+        done = [o for o in outputs if o is not None]
+        unfinished = np.full(len(outputs) - len(done), np.inf)  # later than any deadline we waited for
+        latency = np.concatenate([np.array([o.appended_ms - o.event_ms for o in done]), unfinished])
+        visible = np.concatenate([np.array([o.read_ms - o.event_ms for o in done]), unfinished])
+        start_ms, end_ms = float(sent["window_start_ms"]), float(sent["window_end_ms"])
+        appended = sum(1 for o in snapshot.values() if start_ms <= o.appended_ms <= end_ms)
+        throughput = appended / max(1e-3, (end_ms - start_ms) / 1000.0)
+        generator_rate = float(sent["generator_per_s"])
+        stats = LatencyStats.of(latency, budget_ms)
+        notes = []
+        if generator_rate < KEEP_UP_SHARE * load:
+            notes.append("load generator fell behind")
+        if throughput < KEEP_UP_SHARE * load:
+            notes.append("output fell behind")
+        if not self.drained():
+            notes.append("backlog left")
+        in_budget = (
+            stats.p99_ms is not None
+            and stats.p99_ms <= budget_ms
+            and generator_rate >= KEEP_UP_SHARE * load
+            and throughput >= KEEP_UP_SHARE * load
+        )
+        batches_after = self.batch_size_totals()
+        mean_batch = None
+        if batches_before is not None and batches_after is not None and batches_after[1] > batches_before[1]:
+            mean_batch = (batches_after[0] - batches_before[0]) / (batches_after[1] - batches_before[1])
+        return PointResult(
+            system=self.system, role=role, offered_per_s=load, generator_per_s=generator_rate,
+            throughput_per_s=throughput, events=len(window), completed=len(done),
+            duplicates=collector.duplicates - duplicates_before, latency=stats,
+            visible=LatencyStats.of(visible, budget_ms), in_budget=in_budget,
+            mean_batch=1.0 if self.system == "naive" else mean_batch, load_average=round(os.getloadavg()[0], 2),
+            note="; ".join(notes),
+        )  # fmt: skip
+
+    def _offer(self, load: float, role: str) -> dict[str, Any]:
+        """Run the load generator for one point; returns its report (window ids, times, rate)."""
+        ctx = self.ctx
+        report_path = ctx.logs / f"{self.name}-{role}-{load:g}.load.json"
         config = ["--config", str(ctx.config.config_file)] if ctx.config.config_file else []
         command = [sys.executable, "-m", "worker.bench", *config, "load", "--topic", self.input, "--rate", f"{load:g}",
-                   "--warmup", f"{ctx.config.warmup_s:g}", "--seconds", f"{ctx.config.seconds:g}", "--seed", str(seed),
-                   "--report", str(report_path)]  # fmt: skip
+                   "--warmup", f"{ctx.config.warmup_s:g}", "--seconds", f"{ctx.config.seconds:g}",
+                   "--seed", str(next(self._seeds)), "--report", str(report_path)]  # fmt: skip
         generator = subprocess.Popen(command, env=ctx.env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
         deadline = time.monotonic() + ctx.config.warmup_s + ctx.config.seconds + _LOAD_SLACK_S
         try:
@@ -309,63 +364,24 @@ class _Session:
                 generator.wait()
         if generator.returncode != 0:
             raise BenchError(f"the load generator failed ({generator.returncode}); see {self._log.name}")
-        sent = json.loads(report_path.read_text(encoding="utf-8"))
+        sent: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
+        # Keep the report on disk small: the ids are only needed here.
         report_path.write_text(json.dumps({k: v for k, v in sent.items() if k != "window_ids"}), encoding="utf-8")
         self.sent += int(sent["sent"])
-        window: list[str] = sent["window_ids"]
+        return sent
 
+    def _await_outputs(self, window: list[str]) -> None:
+        """Until every event of ``window`` (and of the session) has its output, or the completion timeout."""
+        collector = self.collector
+        assert collector is not None
         missing = set(window)
-        deadline = time.monotonic() + ctx.config.completion_timeout_s
+        deadline = time.monotonic() + self.ctx.config.completion_timeout_s
         while True:
             missing = {tid for tid in missing if tid not in collector.outputs}
             if (not missing and self.drained()) or time.monotonic() > deadline:
-                break
+                return
             self._check_alive()
             time.sleep(0.1)
-
-        snapshot = collector.snapshot()
-        outputs = [snapshot.get(tid) for tid in window]
-        done = [o for o in outputs if o is not None]
-        unfinished = np.full(len(outputs) - len(done), np.inf)
-        latency = np.concatenate([np.array([o.appended_ms - o.event_ms for o in done]), unfinished])
-        visible = np.concatenate([np.array([o.read_ms - o.event_ms for o in done]), unfinished])
-        start_ms, end_ms = float(sent["window_start_ms"]), float(sent["window_end_ms"])
-        appended = sum(1 for o in snapshot.values() if start_ms <= o.appended_ms <= end_ms)
-        span_s = max(1e-3, (end_ms - start_ms) / 1000.0)
-        throughput = appended / span_s
-        generator_rate = float(sent["generator_per_s"])
-        stats = LatencyStats.of(latency, ctx.budget_ms)
-        notes = []
-        if generator_rate < KEEP_UP_SHARE * load:
-            notes.append("load generator fell behind")
-        if throughput < KEEP_UP_SHARE * load:
-            notes.append("output fell behind")
-        if not self.drained():
-            notes.append("backlog left")
-        batches_after = self.batch_size_totals()
-        if batches_before is not None and batches_after is not None and batches_after[1] > batches_before[1]:
-            mean_batch = (batches_after[0] - batches_before[0]) / (batches_after[1] - batches_before[1])
-            notes.append(f"mean batch {mean_batch:.1f}")
-        in_budget = (
-            stats.p99_ms is not None
-            and stats.p99_ms <= ctx.budget_ms
-            and generator_rate >= KEEP_UP_SHARE * load
-            and throughput >= KEEP_UP_SHARE * load
-        )
-        return PointResult(
-            system=self.system,
-            role=role,
-            offered_per_s=load,
-            generator_per_s=generator_rate,
-            throughput_per_s=throughput,
-            events=len(window),
-            completed=len(done),
-            duplicates=collector.duplicates - duplicates_before,
-            latency=stats,
-            visible=LatencyStats.of(visible, ctx.budget_ms),
-            in_budget=in_budget,
-            note="; ".join(notes),
-        )
 
     def close(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL), the consumer, and delete the topics (best effort)."""
@@ -396,10 +412,12 @@ def _print_point(console: Console, point: PointResult) -> None:
 
     mark = "[green]within budget[/green]" if point.in_budget else "[red]over budget[/red]"
     role = " (80% check)" if point.role == "check" else ""
+    details = [f"batch {point.mean_batch:.1f}"] if point.mean_batch is not None else []
+    details += [point.note] if point.note else []
     console.print(
-        f"  {point.system:15} {point.offered_per_s:7,.0f}/s → {point.throughput_per_s:7,.0f}/s  "
+        f"  {point.system:15} {rate_text(point.offered_per_s):>7}/s → {rate_text(point.throughput_per_s):>7}/s  "
         f"p50 {ms(point.latency.p50_ms)}  p99 {ms(point.latency.p99_ms)} ms  {mark}{role}"
-        + (f"  [dim]{point.note}[/dim]" if point.note else "")
+        + (f"  [dim]{'; '.join(details)}[/dim]" if details else "")
     )
 
 
@@ -410,38 +428,67 @@ def _should_stop(point: PointResult, session: _Session, ctx: _Context) -> bool:
     return (not point.in_budget and far_over) or generator_behind or not session.drained()
 
 
+def _limit_not_reached(best: float | None, last: PointResult | None, ctx: _Context) -> bool:
+    """The system's limit lies above ``best``: the sweep ran out of loads, or out of load generator
+    while the system was still within budget."""
+    if best is None or last is None:
+        return False
+    generator_behind = last.generator_per_s < KEEP_UP_SHARE * last.offered_per_s
+    still_fast = last.latency.p99_ms is not None and last.latency.p99_ms <= ctx.budget_ms
+    return best == ctx.config.loads[-1] or (generator_behind and still_fast)
+
+
+class _Runner:
+    """Measures one system's points, each on a clean session: a fresh one after a backlog."""
+
+    def __init__(self, system: str, ctx: _Context, result: BenchResult) -> None:
+        self.system, self.ctx, self.result = system, ctx, result
+        with ctx.console.status(f"starting {system}"):
+            self.session = _Session(system, ctx)
+
+    def measure(self, load: float, role: str) -> PointResult:
+        ctx = self.ctx
+        if not self.session.drained():
+            self.session.close()
+            with ctx.console.status(f"restarting {self.system} on fresh topics"):
+                self.session = _Session(self.system, ctx)
+        what = "80% of its highest in-budget load" if role == "check" else f"{ctx.config.warmup_s:g}s warm-up"
+        with ctx.console.status(f"{self.system} at {rate_text(load)}/s ({what}, {ctx.config.seconds:g}s measured)"):
+            point = self.session.run_point(load, role)
+        self.result.points.append(point)
+        _print_point(ctx.console, point)
+        return point
+
+    def close(self) -> None:
+        self.session.close()
+
+
 def _sweep(system: str, ctx: _Context, result: BenchResult) -> None:
-    console = ctx.console
-    console.print(f"[bold]{system}[/bold]")
-    with console.status(f"starting {system}"):
-        session = _Session(system, ctx)
+    ctx.console.print(f"[bold]{system}[/bold]")
+    runner = _Runner(system, ctx, result)
     try:
+        loads = ctx.config.loads
         best: float | None = None
-        for load in ctx.config.loads:
-            with console.status(f"{system} at {load:,.0f}/s: {ctx.config.warmup_s:g}s warm-up, "
-                                f"{ctx.config.seconds:g}s measured"):  # fmt: skip
-                point = session.run_point(load, "sweep")
-            result.points.append(point)
-            _print_point(console, point)
-            if point.in_budget:
+        last: PointResult | None = None
+        for load in loads:
+            last = runner.measure(load, "sweep")
+            if last.in_budget:
                 best = load
-            if _should_stop(point, session, ctx):
+            if _should_stop(last, runner.session, ctx):
                 break
-        summary = SystemSummary(system, best, lower_bound=best == ctx.config.loads[-1])
+        lower_bound = _limit_not_reached(best, last, ctx)
+        # Over budget already at the lowest load: halve it (down to an eighth) to find where it copes.
+        load = loads[0]
+        while best is None and load / 2 >= loads[0] / 8:
+            load = round(load / 2, 1)
+            if runner.measure(load, "sweep").in_budget:
+                best = load
+        summary = SystemSummary(system, best, lower_bound=lower_bound)
         if system.startswith("riskstream") and best is not None:
-            if not session.drained():
-                session.close()
-                with console.status(f"restarting {system} on fresh topics"):
-                    session = _Session(system, ctx)
-            check_load = round(CHECK_SHARE * best, 1)
-            with console.status(f"{system} at {check_load:,.0f}/s (80% of {best:,.0f}/s)"):
-                check = session.run_point(check_load, "check")
-            result.points.append(check)
-            _print_point(console, check)
-            summary = replace(summary, check=check)
+            summary = replace(summary, check=runner.measure(round(CHECK_SHARE * best, 1), "check"))
         result.summaries[system] = summary
     finally:
-        session.close()
+        runner.close()
 
 
 def _model_record(model_dir: Path, settings: Settings) -> dict[str, Any]:
@@ -468,9 +515,12 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> BenchResul
     """Run the benchmark; write ``bench.json``, ``bench.md`` and ``p99_vs_load.png`` to
     ``config.out_dir`` after every system (so an interrupted run keeps what it measured).
 
-    Raises ``WorkerError`` (``BenchError``, ``ConfigError``, ...) with a message to act on.
+    A system that fails (does not start, dies) is recorded in ``failures`` and the run goes on.
+    Raises ``WorkerError`` (``ConfigError``, ``DemoError``, ...) when nothing can be measured.
     """
     console = console or Console()
+    if importlib.util.find_spec("matplotlib") is None:
+        raise BenchError("riskstream bench draws its plot with matplotlib: pip install 'riskstream[bench]'")
     settings = load_settings(config.config_file)
     model_dir = ensure_model(config.model, settings.model.dir, console)
     configured = bootstrap_configured(config.config_file)
@@ -484,7 +534,7 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> BenchResul
             env["RISKSTREAM_KAFKA__SECURITY_PROTOCOL"] = "PLAINTEXT"
         budget_ms = settings.batching.latency_budget_ms
         result = BenchResult(
-            command=config.command or shlex.join(sys.argv),
+            command=config.command or shlex.join(["riskstream", *sys.argv[1:]]),
             started=datetime.now(UTC).isoformat(timespec="seconds"),
             seconds=0.0,
             budget_ms=budget_ms,
@@ -508,7 +558,11 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> BenchResul
         )
         ctx = _Context(config, settings, env, model_dir, budget_ms, logs, console)
         for system in config.systems:
-            _sweep(system, ctx, result)
+            try:
+                _sweep(system, ctx, result)
+            except BenchError as exc:  # the other systems can still be measured
+                console.print(f"  [red]{system} failed:[/red] {exc}")
+                result.failures[system] = str(exc)
             result.seconds = time.monotonic() - started
             write_outputs(result, config.out_dir)
     _print_comparisons(result, console)
@@ -518,12 +572,16 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> BenchResul
 def _print_comparisons(result: BenchResult, console: Console) -> None:
     for name, summary in result.summaries.items():
         best = summary.max_in_budget_per_s
-        text = "never" if best is None else f"{best:,.0f}/s" + (" (highest tried)" if summary.lower_bound else "")
+        text = "never" if best is None else f"{rate_text(best)}/s" + (" (highest tried)" if summary.lower_bound else "")
         console.print(f"  {name:15} highest load within budget: {text}")
+
+    def figure(value: float | None, unit: str) -> str:
+        return "n/a" if value is None else f"{value:g}{unit}"
+
     for system, c in result.comparisons().items():
         console.print(
-            f"  {system}: {c['vs_naive'] or '?'}x naive, {c['vs_relay'] or '?'}x relay; "
-            f"p99 at 80% of its max: {c['p99_ms_at_80pct'] or '?'} ms"
+            f"  {system}: {figure(c['vs_naive'], 'x')} the naive baseline, {figure(c['vs_relay'], 'x')} the relay "
+            f"ceiling; p99 at 80% of its highest in-budget load: {figure(c['p99_ms_at_80pct'], ' ms')}"
         )
 
 

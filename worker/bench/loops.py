@@ -27,9 +27,9 @@ from typing import Any
 import structlog
 from kafka import KafkaConsumer, KafkaProducer
 
-from worker.demo import paced
+from worker.demo import measuring_producer_config, paced
 from worker.kafka_clients import build_consumer, build_producer, connection_config
-from worker.produce import OutgoingEvent, load_producer_config, outgoing_events, send_paced
+from worker.produce import OutgoingEvent, outgoing_events, send_paced
 from worker.settings import Settings
 
 log = structlog.get_logger("riskstream.bench")
@@ -49,11 +49,21 @@ def _stop_on_sigterm() -> threading.Event:
     return stop
 
 
-def _signal_ready(
-    consumer: KafkaConsumer, ready_file: Path, stop: threading.Event, max_records: int | None = None
+def _subscribe_and_signal_ready(
+    consumer: KafkaConsumer, topic: str, ready_file: Path, stop: threading.Event, max_records: int | None = None
 ) -> list[Any]:
-    """Poll until the group assigns partitions, then create ``ready_file``; returns records polled meanwhile."""
+    """Subscribe to ``topic``, poll until the group assigns partitions, then create ``ready_file``.
+
+    Returns the records polled meanwhile. Subscribes only once the topic's partitions are known:
+    a member that joins before its metadata shows the topic gets no partitions until the next
+    metadata refresh (minutes away).
+    """
     deadline = time.monotonic() + _ASSIGNMENT_WAIT_S
+    while not consumer.partitions_for_topic(topic):
+        if stop.is_set() or time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} not found")
+        time.sleep(0.1)
+    consumer.subscribe([topic])
     early: list[Any] = []
     while not consumer.assignment():
         if stop.is_set() or time.monotonic() > deadline:
@@ -74,8 +84,7 @@ def generate_load(
 
     The events are generated before the clock starts (the generator costs more than sending), and
     serialized as they are sent, which stamps ``event_time`` with the send time. The producer does
-    not linger: the generator must not add a batching delay of its own to the latency it measures
-    (under load, records still batch while a request is in flight).
+    not linger (see :func:`worker.demo.measuring_producer_config`).
     """
     from inference.synthetic import generate
 
@@ -83,7 +92,7 @@ def generate_load(
     window_count = max(1, round(rate * seconds))
     total = warm_count + window_count
     items = [(item.event, item.is_fraud) for item in generate(total, seed=seed)]
-    producer = KafkaProducer(**connection_config(settings.kafka), **{**load_producer_config(), "linger_ms": 0})
+    producer = KafkaProducer(**connection_config(settings.kafka), **measuring_producer_config())
     window_ids: list[str] = []
     window_ms: list[float] = []  # send times of the window's first and last event
     sent = 0
@@ -132,10 +141,9 @@ def relay(settings: Settings, *, input_topic: str, output_topic: str, ready_file
     stop = _stop_on_sigterm()
     consumer = build_consumer(settings)
     producer = build_producer(settings)
-    consumer.subscribe([input_topic])
     commit_every_s = settings.consumer.commit_interval_ms / 1000
     try:
-        pending = _signal_ready(consumer, ready_file, stop)
+        pending = _subscribe_and_signal_ready(consumer, input_topic, ready_file, stop)
         last_commit = time.monotonic()
         while True:
             for record in pending:
@@ -179,7 +187,7 @@ def naive(settings: Settings, *, input_topic: str, output_topic: str, ready_file
     model_ref = ModelRef(name=info.name, version=info.version, quantization=info.quantization, device=info.device)
     budget_ms = settings.batching.latency_budget_ms
     consumer = KafkaConsumer(
-        input_topic, **connection_config(settings.kafka), group_id=settings.group_id, enable_auto_commit=False,
+        **connection_config(settings.kafka), group_id=settings.group_id, enable_auto_commit=False,
         auto_offset_reset="earliest", fetch_max_wait_ms=settings.consumer.fetch_max_wait_ms,
     )  # fmt: skip
     producer = KafkaProducer(**connection_config(settings.kafka), acks="all", linger_ms=0)
@@ -203,7 +211,7 @@ def naive(settings: Settings, *, input_topic: str, output_topic: str, ready_file
         producer.send(output_topic, key=record.key, value=message.model_dump_json().encode()).get(timeout=30)
 
     try:
-        for record in _signal_ready(consumer, ready_file, stop, max_records=1):
+        for record in _subscribe_and_signal_ready(consumer, input_topic, ready_file, stop, max_records=1):
             handle(record)
             consumer.commit()
         while not stop.is_set():
