@@ -106,14 +106,19 @@ def send_paced(
     report = ProduceReport()
     started = time.perf_counter()
     pending_progress = 0
-    for index, item in enumerate(events):
-        if index >= count or should_stop():
+    source = iter(events)
+    for index in range(count):
+        if should_stop():
             break
         if rate:
-            due = started + index / rate
-            delay = due - time.perf_counter()
+            # Wait *before* taking the next event: its event_time is stamped when it is taken, so
+            # it then matches the record's CreateTime instead of running ahead of it.
+            delay = started + index / rate - time.perf_counter()
             if delay > 0.002:
                 time.sleep(delay)
+        item = next(source, None)
+        if item is None:
+            break
         producer.send(topic, value=item.value, key=item.key)
         report.sent += 1
         if item.poison is not None:
