@@ -134,6 +134,7 @@ def load_engine(settings: Settings) -> LoadedEngine:
             quantization=model.quantization,
             threads=model.threads,
             max_batch=settings.batching.max_batch,
+            graphs=model.graphs,
             faults=FaultInjection(oom_probability=faults.oom_probability, seed=faults.seed)
             if faults.oom_probability > 0
             else None,

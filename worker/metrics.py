@@ -38,6 +38,18 @@ class WorkerMetrics:
         self.late_events = Counter(
             "riskstream_late_events_total", "Events already past the budget when polled (backlog).", registry=r
         )
+        self.poll_delay = Histogram(
+            "riskstream_poll_delay_seconds",
+            "Event timestamp (CreateTime) to the worker polling it: broker and fetch delay, or backlog.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.publish = Histogram(
+            "riskstream_publish_seconds",
+            "A publish step (one transaction in exactly-once mode): first send to last acknowledgement.",
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
             "riskstream_batch_size", "Events scored per batch.", buckets=BATCH_SIZE_BUCKETS, registry=r
         )

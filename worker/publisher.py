@@ -284,7 +284,9 @@ class AtLeastOncePublisher(_PublisherBase):
                 continue
             self._settled(item, epoch, time.time())
         if failure is None and sent:
-            self._on_publish_latency(time.time() - sent_at)
+            elapsed = time.time() - sent_at
+            self._metrics.publish.observe(elapsed)
+            self._on_publish_latency(elapsed)
 
     def _failed(self, exc: BaseException, item: Outgoing | None, epoch: int) -> None:
         self._stale_below = epoch + 1
@@ -346,6 +348,7 @@ class TransactionalPublisher(_PublisherBase):
             return
         elapsed = time.perf_counter() - started
         self._metrics.commit_latency.observe(elapsed)
+        self._metrics.publish.observe(elapsed)
         self._metrics.commits.inc()
         self._on_publish_latency(elapsed)
         settled_at = time.time()

@@ -157,7 +157,9 @@ class Source:
         self._metrics.consumed.inc()
         stamped = record.timestamp is not None and record.timestamp >= 0
         timestamp_ms = record.timestamp if stamped else int(arrived * 1000)
-        late = arrived - timestamp_ms / 1000.0 >= self._budget_s
+        delay = arrived - timestamp_ms / 1000.0
+        self._metrics.poll_delay.observe(max(0.0, delay))
+        late = delay >= self._budget_s
         if late:
             self._metrics.late_events.inc()
         trace = next((value for name, value in (record.headers or ()) if name == TRACE_HEADER), None)
