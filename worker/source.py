@@ -88,6 +88,7 @@ class Source:
         self._next_commit = 0.0
         self._next_lag = 0.0
         self._paused_seconds_reported = 0.0
+        self._commit_in_flight = False
         self._lag: dict[TopicPartition, int] = {}
         self._epoch_metadata: tuple[int, Any] | None = None
         self._stopping = threading.Event()
@@ -142,7 +143,7 @@ class Source:
             for record in records:
                 self._take(tp, record)
         if self._commits_offsets and (now >= self._next_commit):
-            self.commit()
+            self.commit_in_background()
             self._next_commit = now + self._commit_interval_s
         if now >= self._next_lag:
             self._update_lag()
@@ -235,11 +236,14 @@ class Source:
 
     # -- commits ------------------------------------------------------------------------------
 
-    def commit(self) -> bool:
-        """At-least-once: commit every partition's contiguous done watermark (synchronously)."""
-        offsets = self._tracker.committable()
+    def _committable(self) -> dict[TopicPartition, int]:
         assignment = self._consumer.assignment()
-        offsets = {tp: o for tp, o in offsets.items() if tp in assignment}
+        return {tp: o for tp, o in self._tracker.committable().items() if tp in assignment}
+
+    def commit(self) -> bool:
+        """At-least-once: commit every partition's contiguous done watermark, synchronously
+        (shutdown and replays, where the next step depends on it)."""
+        offsets = self._committable()
         if not offsets:
             return True
         started = time.perf_counter()
@@ -248,10 +252,40 @@ class Source:
         except kafka_errors.KafkaError as exc:
             log.warning("offset commit failed; will retry", error=type(exc).__name__)
             return False
+        self._committed(offsets, started)
+        return True
+
+    def commit_in_background(self) -> None:
+        """The periodic commit: asynchronous, so the poll loop never waits a broker round trip.
+
+        A failed or superseded commit is simply retried on the next interval (watermarks only
+        move forward); one commit is in flight at a time.
+        """
+        if self._commit_in_flight:
+            return
+        offsets = self._committable()
+        if not offsets:
+            return
+        started = time.perf_counter()
+        self._commit_in_flight = True
+
+        def done(_offsets: Any, response: Any) -> None:
+            self._commit_in_flight = False
+            if isinstance(response, BaseException):
+                log.warning("offset commit failed; will retry", error=type(response).__name__)
+            else:
+                self._committed(offsets, started)
+
+        try:
+            self._consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}, done)
+        except kafka_errors.KafkaError as exc:
+            self._commit_in_flight = False
+            log.warning("offset commit failed; will retry", error=type(exc).__name__)
+
+    def _committed(self, offsets: dict[TopicPartition, int], started: float) -> None:
         self._metrics.commit_latency.observe(time.perf_counter() - started)
         self._metrics.commits.inc()
         self._tracker.mark_committed(offsets)
-        return True
 
     def _update_lag(self) -> None:
         """Records behind the end of each assigned partition (from the last fetch's high watermark)."""
