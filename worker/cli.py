@@ -68,6 +68,66 @@ def worker(config: ConfigOption = None) -> None:
 
 
 @app.command()
+def config(
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Print every setting as a markdown table instead.")
+    ] = False,
+    config_file: ConfigOption = None,
+) -> None:
+    """Show the effective settings (secrets masked), validated exactly as the worker would."""
+    import json
+
+    from worker.errors import WorkerError
+    from worker.settings import load_settings, reference_rows
+
+    if reference:
+        typer.echo("| environment variable | default | what it does |\n|---|---|---|")
+        for env, default, description in reference_rows():
+            typer.echo(f"| `{env}` | {f'`{default}`' if default else ''} | {description} |")
+        return
+    try:
+        settings = load_settings(config_file)
+    except WorkerError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps(settings.redacted(), indent=2))
+
+
+@app.command()
+def verify(
+    group: Annotated[str | None, typer.Option("--group", help="Consumer group whose commits to check.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config_file: ConfigOption = None,
+) -> None:
+    """Reconcile the topics: every input offset has its score or dead letter, once, in order.
+
+    Reads the input, scores and dead-letter topics from the settings (read_committed) and reports
+    lost offsets, duplicates, per-key order violations, commits behind the end and card numbers.
+    Exits 1 when something is lost, out of order or leaked.
+    """
+    import dataclasses
+    import json
+
+    from worker.errors import WorkerError
+    from worker.kafka_clients import connection_config
+    from worker.settings import load_settings
+    from worker.verify import verify as reconcile
+
+    try:
+        settings = load_settings(config_file)
+    except WorkerError as exc:
+        raise _fail(str(exc)) from None
+    report = reconcile(
+        connection_config(settings.kafka), input_topic=settings.topics.input, scores_topic=settings.topics.scores,
+        dead_letter_topic=settings.topics.dead_letters, group_id=group,
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(report), default=str, indent=2))
+    else:
+        typer.echo(report.summary())
+    raise typer.Exit(0 if report.ok_at_least_once else 1)
+
+
+@app.command()
 def produce(
     topic: Annotated[str, typer.Option("--topic", help="Topic to produce to.")] = "transactions",
     count: Annotated[int, typer.Option("--count", min=0, help="How many records to send.")] = 10_000,

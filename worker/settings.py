@@ -49,6 +49,7 @@ class KafkaSettings(Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     """Required with SASL_SSL."""
     sasl_username: str | None = None
+    """The SASL principal this deployment authenticates as."""
     sasl_password: SecretStr | None = None
     """Never logged; read it from a Kubernetes Secret via the environment."""
     ssl_cafile: Path | None = None
@@ -60,7 +61,9 @@ class KafkaSettings(Section):
     ssl_check_hostname: bool = True
     """Verify that broker certificates match their host names. Leave on."""
     client_id: str = "riskstream"
+    """Shown in broker logs and quotas."""
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    """How long a client waits for a broker response before retrying."""
 
     @model_validator(mode="after")
     def _security_is_complete(self) -> Self:
@@ -124,14 +127,19 @@ class BackpressureSettings(Section):
 
 class ConsumerSettings(Section):
     max_poll_records: int = Field(default=1000, ge=1)
+    """Upper bound on records taken per poll (admission control may take fewer)."""
     session_timeout_ms: int = Field(default=30_000, ge=1_000)
+    """A member silent this long is evicted and its partitions move to the others."""
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    """Keep below a third of the session timeout."""
     max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    """The poll loop never stops polling (backpressure pauses instead), so this only trips on a wedge."""
     commit_interval_ms: int = Field(default=1_000, ge=10)
     """At-least-once: how often the contiguous completed watermark is committed."""
     rebalance_drain_timeout_ms: int = Field(default=10_000, ge=0)
     """On revoke, how long to wait for in-flight work to publish before abandoning it uncommitted."""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    """Where a group with no committed offset starts: earliest scores the whole retained history."""
     fetch_max_wait_ms: int = Field(default=20, ge=0)
     """Broker-side wait for data to accumulate; small keeps latency low."""
 
@@ -159,7 +167,9 @@ class ObservabilitySettings(Section):
     metrics_port: int = Field(default=9108, ge=0, le=65_535)
     """Prometheus /metrics, /healthz and /readyz (0 = pick a free port)."""
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's probe and scrape port must be reachable
+    """Address the metrics/probe port listens on."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """info writes one summary line per batch; kafka-python's own logs start at warning."""
     log_format: Literal["auto", "json", "console"] = "auto"
     """auto = console on a TTY, JSON otherwise."""
     stall_after_s: float = Field(default=30.0, gt=0)
@@ -180,6 +190,7 @@ class FaultSettings(Section):
     memory_pressure_for_s: float = Field(default=0.0, ge=0)
     """... for this long (0 = never)."""
     seed: int = 0
+    """Seed of the injected faults, so a failing drill can be replayed."""
 
 
 class Settings(BaseSettings):
@@ -203,6 +214,7 @@ class Settings(BaseSettings):
     guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     """at_least_once: commit after broker acks. exactly_once: Kafka transactions (readers use read_committed)."""
     transactional_id_prefix: str = "riskstream"
+    """Exactly-once: transactional id = prefix-group-worker_id (a restarted pod fences its predecessor)."""
     transaction_timeout_ms: int = Field(default=15_000, ge=1_000)
     """A crashed instance's open transaction blocks read_committed readers at most this long."""
     max_event_bytes: int = Field(default=65_536, ge=256)
@@ -264,3 +276,26 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(f"invalid settings: {problems}") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
+
+
+def reference_rows() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, in declaration order."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            env = f"{prefix}{name.upper()}"
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{env}__")
+                continue
+            if field.default_factory is not None:
+                default = "(pod/host name)" if name == "worker_id" else "(computed)"
+            else:
+                default = "" if field.default is None else str(field.default)
+            if name == "dir":
+                default = "~/.cache/riskstream/models/default"
+            rows.append((env, default, " ".join((field.description or "").split())))
+
+    walk(Settings, "RISKSTREAM_")
+    return rows
