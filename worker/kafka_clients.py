@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -110,3 +111,38 @@ def build_producer(settings: Settings) -> KafkaProducer:
 
 def build_admin(settings: Settings) -> KafkaAdminClient:
     return KafkaAdminClient(**connection_config(settings.kafka))
+
+
+def abort_producer(producer: KafkaProducer, join_timeout_s: float = 5.0) -> None:
+    """Close ``producer`` without sending anything still queued in it; every pending send fails.
+
+    After a failed send, records queued behind it must not reach the broker, or a later record of
+    a key could land before the replay of an earlier one. ``KafkaProducer.close(timeout=0)`` does
+    not do this in kafka-python 3.0: it flushes first, and that raises on the first unfinished
+    batch before the sender is ever force-closed. So the sender thread is force-closed directly
+    (it then fails its incomplete batches), and the producer closed once it has stopped.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None and hasattr(sender, "force_close"):
+        sender.force_close()
+        sender.join(join_timeout_s)
+    producer.close(timeout=0)
+
+
+def halt_on_failure(producer: KafkaProducer) -> Callable[[BaseException], None]:
+    """An errback for a send's future that stops ``producer`` from sending anything more.
+
+    kafka-python completes a future in its sender thread, before that thread drains the next
+    batch of the same partition; force-closing the sender right there means no record queued
+    behind a failed one can reach the broker (the producer fails them all), whatever the error
+    was. Fatal errors already do this in kafka-python; expired or otherwise non-retriable but
+    non-fatal ones do not, and would let a later record of a key land before the earlier one's
+    replay.
+    """
+    sender = getattr(producer, "_sender", None)
+
+    def errback(_exc: BaseException) -> None:
+        if sender is not None and hasattr(sender, "force_close"):
+            sender.force_close()
+
+    return errback

@@ -28,6 +28,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from schemas import DeadLetter, ErrorKind, ModelRef, RiskScore, SourceRef, build_dead_letter
 from worker.engine import ScoringEngine
 from worker.errors import FencedError
+from worker.kafka_clients import abort_producer, halt_on_failure
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
 from worker.records import ConsumedRecord, ScoredBatch
@@ -190,9 +191,10 @@ class _PublisherBase:
         return None
 
     def _replace_producer(self, cause: BaseException) -> None:
+        """Abort the producer (nothing still queued in it is sent) and start a new one."""
         log.warning("replacing the producer", cause=type(cause).__name__)
         try:
-            self._producer.close(timeout=1.0)
+            abort_producer(self._producer)
         except Exception as exc:  # it is broken anyway
             log.debug("closing the failed producer", error=type(exc).__name__)
         self._producer = self._producer_factory()
@@ -251,6 +253,7 @@ class AtLeastOncePublisher(_PublisherBase):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stale_below = 0  # epochs below this had a failed send; their replay is under way
+        self._needs_new_producer: BaseException | None = None  # why the current producer must go
 
     def _publish(self, batch: ScoredBatch) -> None:
         batches = self._gather(batch)
@@ -261,29 +264,46 @@ class AtLeastOncePublisher(_PublisherBase):
             self._on_dropped(dropped)
         if not live:
             return
-        fatal = self._fatal_error()
-        if fatal is not None:
-            self._replace_producer(fatal)
+        cause = self._needs_new_producer or self._fatal_error()
+        if cause is not None:
+            self._replace_producer(cause)
+            self._needs_new_producer = None
+        halt = halt_on_failure(self._producer)
         sent_at = time.time()
         sent: list[tuple[Outgoing, Any]] = []
-        try:
-            for item in (item for b in live for item in self._writer.write(b, datetime.now(UTC))):
-                sent.append((item, self._producer.send(item.topic, value=item.value, key=item.key,
-                                                       headers=item.headers)))  # fmt: skip
-        except kafka_errors.KafkaError as exc:
-            self._failed(exc, sent[-1][0] if sent else None, epoch)
-        deadline = time.monotonic() + _ACK_TIMEOUT_S
         failure: BaseException | None = None
+        for item in (item for b in live for item in self._writer.write(b, datetime.now(UTC))):
+            try:
+                future = self._producer.send(item.topic, value=item.value, key=item.key, headers=item.headers)
+            except kafka_errors.KafkaError as exc:
+                failure = exc
+            else:
+                # kafka-python hands back an already failed future when the topic's metadata cannot
+                # be had (not authorized, for one) instead of raising. Sending on past it would let
+                # a later record of the same key through once the topic is writable again.
+                if future.is_done and future.failed():
+                    failure = future.exception
+                else:
+                    future.add_errback(halt)
+                    sent.append((item, future))
+            if failure is not None:
+                self._failed(failure, item, epoch)
+                break
+        deadline = time.monotonic() + _ACK_TIMEOUT_S
         for item, future in sent:
             try:
                 future.get(timeout=max(0.001, deadline - time.monotonic()))
             except kafka_errors.KafkaError as exc:
-                failure = failure or exc
-                if failure is exc:
+                if failure is None:  # records of one batch share one exception: report the first only
+                    failure = exc
                     self._failed(exc, item, epoch)
                 continue
             self._settled(item, epoch, time.time())
-        if failure is None and sent:
+        if failure is not None:
+            # Whatever is still queued in this producer was sent after the failed record: it must
+            # never be delivered. The next step starts on a fresh producer.
+            self._needs_new_producer = failure
+        elif sent:
             elapsed = time.time() - sent_at
             self._metrics.publish.observe(elapsed)
             self._on_publish_latency(elapsed)

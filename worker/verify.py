@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,18 +157,33 @@ def verify(
             by_key[outcome.key].append(outcome)
         for key, sequence in by_key.items():
             first_seen: set[Coordinate] = set()
-            last: Coordinate | None = None
+            last: tuple[Coordinate, Outcome] | None = None
             for outcome in sequence:
                 if outcome.coordinate in first_seen:
                     continue
                 first_seen.add(outcome.coordinate)
-                if last is not None and outcome.coordinate[0] == last[0] and outcome.coordinate[1] < last[1]:
-                    report.order_violations.append(f"key {key!r}: offset {outcome.coordinate} after {last}")
-                last = outcome.coordinate
+                if last is not None and outcome.coordinate[0] == last[0][0] and outcome.coordinate[1] < last[0][1]:
+                    report.order_violations.append(
+                        f"key {key!r}: offset {outcome.coordinate} (out {outcome.out_partition}@{outcome.out_offset}, "
+                        f"{outcome.payload.get('scored_time') or outcome.payload.get('failed_time')}) after {last[0]} "
+                        f"(out {last[1].out_partition}@{last[1].out_offset}, "
+                        f"{last[1].payload.get('scored_time') or last[1].payload.get('failed_time')})"
+                    )
+                last = (outcome.coordinate, outcome)
 
     if group_id is not None:
         report.committed_behind = committed_behind(config, group_id, input_topic)
     return report
+
+
+def outcome_counts(config: dict[str, Any], topics: list[str]) -> Counter[Coordinate]:
+    """How many outcomes (scores and dead letters) each input coordinate has in ``topics``."""
+    counts: Counter[Coordinate] = Counter()
+    for topic in topics:
+        for record in read_topic(config, topic):
+            source = json.loads(record.value)["source"]
+            counts[(source["partition"], source["offset"])] += 1
+    return counts
 
 
 def committed_behind(config: dict[str, Any], group_id: str, topic: str) -> dict[int, tuple[int | None, int]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.harness import ROWS, Cluster, render_table
+from tests.reliability.harness import ROWS, SCENARIOS, Cluster, render_table
 
 SUMMARY_PATH = Path(__file__).resolve().parents[2] / ".cache" / "reliability-summary.md"
 
@@ -19,6 +19,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.reliability)
             item.add_marker(pytest.mark.slow)
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test() -> Iterator[None]:
+    yield
+    while SCENARIOS:
+        SCENARIOS.pop().cleanup()
 
 
 @pytest.fixture(scope="session")

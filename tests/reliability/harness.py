@@ -8,11 +8,10 @@ Jepsen's checks (lost writes, duplicates, per-key order).
 from __future__ import annotations
 
 import contextlib
-import json
+import signal
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from inference.synthetic import generate
 from tests.worker.harness import Topics
 from tests.worker.processes import WorkerProcess
 from worker.produce import outgoing_events, send_paced
-from worker.verify import VerifyReport, committed_behind, read_topic, verify
+from worker.verify import VerifyReport, committed_behind, outcome_counts, verify
 
 
 @dataclass
@@ -44,6 +43,7 @@ class Row:
 
 
 ROWS: list[Row] = []
+SCENARIOS: list[Scenario] = []  # cleaned up after each test, whatever happened
 HEADER = ["fault", "guarantee", "events", "lost", "duplicates", "max recovery (s)", "note"]
 
 
@@ -195,6 +195,7 @@ class Scenario:
         self.monitor = OutputMonitor(cluster, [self.topics.scores, self.topics.dead_letters], partitions)
         self.workers: list[WorkerProcess] = []
         self._started = 0
+        SCENARIOS.append(self)
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -257,6 +258,17 @@ class Scenario:
         self.monitor.stop()
         return codes
 
+    def cleanup(self) -> None:
+        """Leave nothing running: resume frozen workers, stop them, stop the monitor."""
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.signal(signal.SIGCONT)
+                worker.kill()
+            worker.stop()
+        if self.monitor.is_alive():
+            self.monitor.stop()
+
     def _tails(self) -> str:
         return "\n".join(f"--- {w.log_path.name}\n{w.tail(15)}" for w in self.workers[-3:])
 
@@ -273,11 +285,7 @@ class Scenario:
         return {p: (c or 0) for p, (c, _end) in behind.items()}
 
     def duplicated_coordinates(self) -> list[tuple[int, int]]:
-        counts: Counter[tuple[int, int]] = Counter()
-        for topic in (self.topics.scores, self.topics.dead_letters):
-            for record in read_topic(self.cluster.config(), topic):
-                source = json.loads(record.value)["source"]
-                counts[(source["partition"], source["offset"])] += 1
+        counts = outcome_counts(self.cluster.config(), [self.topics.scores, self.topics.dead_letters])
         return [c for c, n in counts.items() if n > 1]
 
     def record(self, fault: str, report: VerifyReport, recovery_s: float | None, note: str = "") -> Row:

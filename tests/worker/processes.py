@@ -100,6 +100,18 @@ class WorkerProcess:
                 self.process.wait(30)
         self._log.close()
 
+    def wait_for_log(self, *needles: str, timeout_s: float = 60.0) -> str:
+        """Wait until the log holds one of ``needles``; returns the one found."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            for needle in needles:
+                if needle in text:
+                    return needle
+            time.sleep(0.2)
+        raise AssertionError(f"none of {needles} logged within {timeout_s}s: {self.tail()}")
+
     def tail(self, lines: int = 30) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -25,8 +25,8 @@ from tests.worker.harness import (
     worker_settings,
 )
 from tests.worker.processes import WorkerProcess
-from worker.engine import LoadedEngine, load_engine
-from worker.verify import VerifyReport, committed_behind, verify
+from worker.engine import LoadedEngine
+from worker.verify import VerifyReport, committed_behind, outcome_counts, verify
 
 pytestmark = pytest.mark.slow
 GUARANTEES = ["at_least_once", "exactly_once"]
@@ -37,16 +37,6 @@ def check(kafka: Any, topics: Topics, *, group: bool = True) -> VerifyReport:
         kafka.config(), input_topic=topics.input, scores_topic=topics.scores,
         dead_letter_topic=topics.dead_letters, group_id=topics.group if group else None,
     )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def engine(serving_model: Path, kafka: Any) -> LoadedEngine:
-    """The real scorer, loaded and warmed up once for the in-process tests of this module."""
-    settings = worker_settings(
-        kafka.bootstrap_servers, Topics("unused", "unused", "unused", "unused"),
-        model={"dir": str(serving_model), "device": "cpu"},
-    )  # fmt: skip
-    return load_engine(settings)
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
@@ -123,24 +113,10 @@ def test_sigkill_mid_run_then_restart(
         assert report.duplicates == 0, report.summary()
     else:
         # Duplicates only inside the window that was consumed but not committed when the worker died.
-        duplicated = _duplicated_coordinates(kafka, topics)
+        counts = outcome_counts(kafka.config(), [topics.scores, topics.dead_letters])
+        duplicated = [coordinate for coordinate, n in counts.items() if n > 1]
         outside = [(p, o) for p, o in duplicated if o < committed_at_kill.get(p, 0)]
         assert outside == [], outside[:5]
-
-
-def _duplicated_coordinates(kafka: Any, topics: Topics) -> list[tuple[int, int]]:
-    from collections import Counter
-
-    from worker.verify import read_topic
-
-    counts: Counter[tuple[int, int]] = Counter()
-    import json
-
-    for topic in (topics.scores, topics.dead_letters):
-        for record in read_topic(kafka.config(), topic):
-            source = json.loads(record.value)["source"]
-            counts[(source["partition"], source["offset"])] += 1
-    return [coordinate for coordinate, n in counts.items() if n > 1]
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
@@ -179,7 +155,7 @@ def test_sigterm_under_load_drains_commits_and_exits_zero(
     committed = _committed(kafka, topics)
     report = check(kafka, topics, group=False)
     published = {}
-    for partition, offset in _outcome_coordinates(kafka, topics):
+    for partition, offset in outcome_counts(kafka.config(), [topics.scores, topics.dead_letters]):
         published[partition] = max(published.get(partition, -1), offset)
     for partition, last in published.items():
         assert committed.get(partition, 0) == last + 1, (partition, committed, published)
@@ -194,19 +170,6 @@ def test_sigterm_under_load_drains_commits_and_exits_zero(
         worker.stop()
     report = check(kafka, topics)
     assert report.inputs == total and report.lost == [] and report.duplicates == 0, report.summary()
-
-
-def _outcome_coordinates(kafka: Any, topics: Topics) -> list[tuple[int, int]]:
-    import json
-
-    from worker.verify import read_topic
-
-    found = []
-    for topic in (topics.scores, topics.dead_letters):
-        for record in read_topic(kafka.config(), topic):
-            source = json.loads(record.value)["source"]
-            found.append((source["partition"], source["offset"]))
-    return found
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)

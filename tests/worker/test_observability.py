@@ -23,7 +23,7 @@ from tests.worker.harness import (
     worker_settings,
 )
 from tests.worker.processes import WorkerProcess
-from worker.engine import LoadedEngine, load_engine
+from worker.engine import LoadedEngine
 from worker.produce import TEST_PAN, outgoing_events, send_paced
 from worker.verify import read_topic, verify
 
@@ -54,17 +54,6 @@ def labelled(text: str, name: str, label: str) -> dict[str, float]:
             if sample.name == name:
                 found[sample.labels[label]] = sample.value
     return found
-
-
-@pytest.fixture(scope="module")
-def engine(serving_model: Path, kafka: Any) -> LoadedEngine:
-    from tests.worker.harness import Topics
-
-    settings = worker_settings(
-        kafka.bootstrap_servers, Topics("unused", "unused", "unused", "unused"),
-        model={"dir": str(serving_model), "device": "cpu"},
-    )  # fmt: skip
-    return load_engine(settings)
 
 
 def test_metrics_add_up_to_the_records_processed(

@@ -1,0 +1,171 @@
+"""At-least-once publish steps: after a failed send, nothing queued behind it may reach the broker.
+
+A fake producer stands in for kafka-python's: it delivers in send order, and fails the records
+it is told to fail. What is checked is the publisher's side of per-key order: the records that
+land, per input partition, never include one that came after a record that failed.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import kafka.errors as kafka_errors
+import numpy as np
+import pytest
+from kafka.structs import TopicPartition
+
+from worker.metrics import WorkerMetrics
+from worker.offsets import OffsetTracker
+from worker.publisher import AtLeastOncePublisher, Outgoing
+from worker.records import ConsumedRecord, ScoredBatch
+
+TP = TopicPartition("tx", 0)
+
+
+class FakeFuture:
+    def __init__(self, producer: FakeProducer, index: int) -> None:
+        self._producer = producer
+        self.index = index
+        self.is_done = False
+        self.exception: BaseException | None = None
+        self._errbacks: list[Callable[[BaseException], None]] = []
+
+    def failed(self) -> bool:
+        return self.is_done and self.exception is not None
+
+    def add_errback(self, fn: Callable[[BaseException], None]) -> FakeFuture:
+        self._errbacks.append(fn)
+        return self
+
+    def fail(self, exc: BaseException) -> None:
+        self.is_done, self.exception = True, exc
+        for fn in self._errbacks:
+            fn(exc)
+
+    def get(self, timeout: float | None = None) -> Any:
+        self._producer.run_sender()
+        if self.exception is not None:
+            raise self.exception
+        return None
+
+
+class FakeSender:
+    def __init__(self) -> None:
+        self.forced = False
+
+    def force_close(self) -> None:
+        self.forced = True
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+
+class FakeProducer:
+    """Sends in order when a future is awaited; ``fail_at_send`` fails a send before it is queued
+    (kafka-python's metadata path), ``fail_in_flight`` fails it when the broker answers."""
+
+    def __init__(self, delivered: list[int], *, fail_at_send: set[int], fail_in_flight: set[int]) -> None:
+        self._sender = FakeSender()
+        self.delivered = delivered
+        self.fail_at_send = fail_at_send
+        self.fail_in_flight = fail_in_flight
+        self.queued: list[tuple[int, FakeFuture]] = []
+        self.sends = 0
+        self.closed = False
+
+    def send(self, topic: str, *, value: bytes, key: bytes | None, headers: Any) -> FakeFuture:
+        offset = int(value)
+        future = FakeFuture(self, offset)
+        self.sends += 1
+        if offset in self.fail_at_send:
+            self.fail_at_send.discard(offset)
+            future.fail(kafka_errors.TopicAuthorizationFailedError(topic))
+            return future
+        self.queued.append((offset, future))
+        return future
+
+    def run_sender(self) -> None:
+        while self.queued:
+            offset, future = self.queued.pop(0)
+            if self._sender.forced:
+                future.fail(kafka_errors.KafkaError("producer force-closed"))
+            elif offset in self.fail_in_flight:
+                self.fail_in_flight.discard(offset)
+                future.fail(kafka_errors.KafkaTimeoutError("expired"))
+            else:
+                future.is_done = True
+                self.delivered.append(offset)
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+class OffsetWriter:
+    """One score per record whose value is just the input offset."""
+
+    def write(self, batch: ScoredBatch, now: datetime) -> list[Outgoing]:
+        return [Outgoing("scores", b"k", str(r.offset).encode(), [], r, "approve", None) for r in batch.records]
+
+
+class Harness:
+    def __init__(self, *, fail_at_send: set[int] = frozenset(), fail_in_flight: set[int] = frozenset()) -> None:
+        self.delivered: list[int] = []
+        self.producers: list[FakeProducer] = []
+        self.rewinds: list[str] = []
+        self.tracker = OffsetTracker()
+        self._fail_at_send = set(fail_at_send)
+        self._fail_in_flight = set(fail_in_flight)
+        self.publisher = AtLeastOncePublisher(
+            producer_factory=self._new_producer, writer=OffsetWriter(), outbox=queue.SimpleQueue(),
+            tracker=self.tracker, metrics=WorkerMetrics(), latency_budget_s=0.05,
+            request_rewind=self.rewinds.append, on_dropped=lambda n: None, on_publish_latency=lambda s: None,
+        )  # fmt: skip
+
+    def _new_producer(self) -> Any:
+        producer = FakeProducer(self.delivered, fail_at_send=self._fail_at_send, fail_in_flight=self._fail_in_flight)
+        self.producers.append(producer)
+        return producer
+
+    def publish(self, offsets: range) -> None:
+        records = []
+        for offset in offsets:
+            epoch = self.tracker.track(TP, offset)
+            records.append(ConsumedRecord(tp=TP, offset=offset, timestamp_ms=0, key=b"k", epoch=epoch,
+                                          arrived_s=0.0, late=False, features=1.0))  # fmt: skip
+        scores = np.zeros(len(records), dtype=np.float32)
+        self.publisher._publish(ScoredBatch(records, scores, batch_size=len(records), epoch=self.tracker.epoch))
+
+    def replay(self, offsets: range) -> None:
+        """What the source does on a rewind: a new epoch, the uncommitted offsets consumed again."""
+        self.tracker.reset()
+        self.publish(offsets)
+
+
+@pytest.mark.parametrize("failure", ["at_send", "in_flight"])
+def test_nothing_after_a_failed_record_is_delivered_and_the_replay_restores_order(failure: str) -> None:
+    h = Harness(fail_at_send={5}) if failure == "at_send" else Harness(fail_in_flight={5})
+    h.publish(range(10))
+
+    assert h.delivered == [0, 1, 2, 3, 4], "only records sent before the failed one may land"
+    assert h.rewinds == ["publish_failed"]
+    assert h.tracker.committable() == {TP: 5}, "the first five are done, the rest replays"
+    if failure == "at_send":
+        assert h.producers[0].sends == 6, "sending stops at the record whose send failed"
+
+    h.replay(range(5, 10))
+    assert h.delivered == list(range(10)), "the replay continues in input order"
+    assert len(h.producers) == 2 and h.producers[0].closed, "the failed producer is aborted and replaced"
+    assert h.producers[0]._sender.forced
+    assert h.tracker.committable() == {TP: 10}
+
+
+def test_a_step_without_failures_keeps_its_producer() -> None:
+    h = Harness()
+    h.publish(range(3))
+    h.publish(range(3, 6))
+    assert h.delivered == list(range(6))
+    assert len(h.producers) == 1 and not h.producers[0]._sender.forced
+    assert h.rewinds == []
