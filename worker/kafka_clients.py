@@ -42,6 +42,34 @@ def guard_against_lost_join_results() -> None:
     ConsumerCoordinator._riskstream_join_guard = True
 
 
+def fence_instead_of_bumping_epoch() -> None:
+    """Work around kafka-python 3.0.12 bumping a *transactional* producer's epoch on its own.
+
+    When a produce request fails with INVALID_PRODUCER_EPOCH, kafka-python classifies it as
+    recoverable by a KIP-360 epoch bump and sends InitProducerId for the transactional id. For a
+    zombie (frozen, its id since taken over by a new instance) that is exactly wrong: the broker
+    error means another producer owns the id, and the bump fences that healthy instance instead.
+    The Java client treats it as fatal (ProducerFenced) for transactional producers; so do we.
+    Idempotent (non-transactional) producers keep the bump. Idempotent patch.
+    """
+    import kafka.errors as kafka_errors
+    from kafka.producer.transaction_manager import TransactionManager
+
+    if getattr(TransactionManager, "_riskstream_fence_guard", False):
+        return
+    original = TransactionManager.classify_batch_error
+    fenced = (kafka_errors.InvalidProducerEpochError, kafka_errors.ProducerFencedError)
+
+    def classify_batch_error(self: TransactionManager, error: Any, batch: Any, log_start_offset: int = -1) -> str:
+        error_type = error if isinstance(error, type) else type(error)
+        if self.is_transactional() and issubclass(error_type, fenced):
+            return str(self.ERROR_CLASS_FATAL)
+        return str(original(self, error, batch, log_start_offset=log_start_offset))
+
+    TransactionManager.classify_batch_error = classify_batch_error
+    TransactionManager._riskstream_fence_guard = True
+
+
 def connection_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Bootstrap, client id and security options shared by every client."""
     config: dict[str, Any] = {
@@ -100,6 +128,7 @@ def build_producer(settings: Settings) -> KafkaProducer:
         "delivery_timeout_ms": 35_000,
     }
     if settings.guarantee == "exactly_once":
+        fence_instead_of_bumping_epoch()
         config["transactional_id"] = settings.transactional_id
         config["transaction_timeout_ms"] = settings.transaction_timeout_ms
         # Right after a commit the coordinator may still be writing markers and answer the next

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import kafka.errors as kafka_errors
 import structlog
@@ -40,6 +40,7 @@ TRACE_HEADER = "traceparent"
 _POLL_S = 0.05
 _MAX_RECORDS_PER_STEP = 4096  # per publish step (a transaction in exactly-once mode)
 _ACK_TIMEOUT_S = 30.0
+_ABORT_PROBE_TIMEOUT_MS = 10_000
 _FENCED = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
 
 
@@ -385,13 +386,42 @@ class TransactionalPublisher(_PublisherBase):
         fatal = self._fatal_error()
         cause = fatal if fatal is not None else exc
         if isinstance(cause, _FENCED) or isinstance(exc, _FENCED):
-            log.error("fenced: another instance owns this transactional id; stopping without publishing",
-                      error=type(cause).__name__)  # fmt: skip
-            raise FencedError(type(cause).__name__) from exc
+            self._fenced(cause, exc)
         if fatal is not None:
             self._replace_producer(fatal)
             return True
         return False
+
+    def _abort_with_current_epoch(self) -> None:
+        """Ask the coordinator to abort with this producer's epoch before starting a new producer.
+
+        A zombie (frozen, its transactional id since taken over) learns here that it is fenced. A
+        new producer's ``init_transactions`` would instead bump the epoch and fence the instance
+        that owns the id now. Bounded: kafka-python's ``abort_transaction()`` waits forever.
+        """
+        manager = getattr(self._producer, "_transaction_manager", None)
+        sender = getattr(self._producer, "_sender", None)
+        if manager is None or sender is None:
+            return
+        try:
+            result = manager.begin_abort()
+            sender.wakeup()
+            result.wait(timeout_ms=_ABORT_PROBE_TIMEOUT_MS)
+        except _FENCED as exc:
+            self._fenced(exc, exc)
+        except Exception as exc:  # no transaction to abort, an abortable error: the new producer will do
+            log.debug("abort with the current epoch did not complete", error=type(exc).__name__)
+        fatal = self._fatal_error()
+        if isinstance(fatal, _FENCED):
+            self._fenced(fatal, fatal)
+
+    def _fenced(self, cause: BaseException, exc: BaseException) -> NoReturn:
+        # The producer epoch moved on: another instance took this transactional id, or this
+        # process was frozen past transaction_timeout_ms and the coordinator aborted its
+        # transaction. Either way it may not publish again; a restart starts from the commits.
+        log.error("fenced: the producer epoch moved on (another instance owns this transactional id, or its "
+                  "transaction timed out); stopping without publishing", error=type(cause).__name__)  # fmt: skip
+        raise FencedError(type(cause).__name__) from exc
 
     def _producer_identity(self) -> Any:
         manager = getattr(self._producer, "_transaction_manager", None)
@@ -406,6 +436,7 @@ class TransactionalPublisher(_PublisherBase):
         producer is simple and certain.
         """
         log.warning("transaction failed; aborting and replaying from the last commit", error=type(exc).__name__)
+        self._abort_with_current_epoch()
         backoff = 0.1
         while not self._stop.is_set():
             try:

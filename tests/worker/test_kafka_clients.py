@@ -1,0 +1,26 @@
+"""Our guards over kafka-python behaviour, checked on the library's own objects (no broker)."""
+
+from __future__ import annotations
+
+import kafka.errors as kafka_errors
+from kafka.producer.transaction_manager import TransactionManager
+
+from worker.kafka_clients import fence_instead_of_bumping_epoch
+
+
+def test_a_transactional_producer_is_fenced_instead_of_bumping_its_epoch() -> None:
+    fence_instead_of_bumping_epoch()
+    fence_instead_of_bumping_epoch()  # idempotent
+    transactional = TransactionManager(transactional_id="riskstream-w1", api_version=(4, 1))
+    idempotent = TransactionManager(api_version=(4, 1))
+    for error in (kafka_errors.InvalidProducerEpochError, kafka_errors.InvalidProducerEpochError("x")):
+        # A zombie's epoch bump would fence the instance that now owns the transactional id.
+        assert transactional.classify_batch_error(error, None) == TransactionManager.ERROR_CLASS_FATAL
+    # Everything else is left to kafka-python: an idempotent producer still recovers by a bump...
+    assert idempotent.classify_batch_error(kafka_errors.InvalidProducerEpochError, None) == (
+        TransactionManager.ERROR_CLASS_NEEDS_EPOCH_BUMP
+    )
+    # ...and a transactional one still aborts on an ordinary non-retriable error.
+    assert transactional.classify_batch_error(kafka_errors.MessageSizeTooLargeError, None) == (
+        TransactionManager.ERROR_CLASS_ABORTABLE
+    )
