@@ -151,9 +151,8 @@ def abort_producer(producer: KafkaProducer, join_timeout_s: float = 5.0) -> None
     batch before the sender is ever force-closed. So the sender thread is force-closed directly
     (it then fails its incomplete batches), and the producer closed once it has stopped.
     """
-    sender = getattr(producer, "_sender", None)
-    if sender is not None and hasattr(sender, "force_close"):
-        sender.force_close()
+    sender = _force_close_sender(producer)
+    if sender is not None:
         sender.join(join_timeout_s)
     producer.close(timeout=0)
 
@@ -168,10 +167,17 @@ def halt_on_failure(producer: KafkaProducer) -> Callable[[BaseException], None]:
     non-fatal ones do not, and would let a later record of a key land before the earlier one's
     replay.
     """
-    sender = getattr(producer, "_sender", None)
 
     def errback(_exc: BaseException) -> None:
-        if sender is not None and hasattr(sender, "force_close"):
-            sender.force_close()
+        _force_close_sender(producer)
 
     return errback
+
+
+def _force_close_sender(producer: KafkaProducer) -> Any:
+    """Stop ``producer``'s sender thread without sending what is queued; returns the thread."""
+    sender = getattr(producer, "_sender", None)
+    if sender is None or not hasattr(sender, "force_close"):
+        return None
+    sender.force_close()
+    return sender

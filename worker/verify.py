@@ -40,6 +40,11 @@ class Outcome:
     out_offset: int
     payload: dict[str, Any]
 
+    def describe(self) -> str:
+        """Input offset, where its outcome landed, and when it was written."""
+        written = self.payload.get("scored_time") or self.payload.get("failed_time")
+        return f"offset {self.coordinate} (out {self.out_partition}@{self.out_offset}, {written})"
+
 
 @dataclass
 class VerifyReport:
@@ -157,19 +162,18 @@ def verify(
             by_key[outcome.key].append(outcome)
         for key, sequence in by_key.items():
             first_seen: set[Coordinate] = set()
-            last: tuple[Coordinate, Outcome] | None = None
+            last: Outcome | None = None
             for outcome in sequence:
                 if outcome.coordinate in first_seen:
                     continue
                 first_seen.add(outcome.coordinate)
-                if last is not None and outcome.coordinate[0] == last[0][0] and outcome.coordinate[1] < last[0][1]:
-                    report.order_violations.append(
-                        f"key {key!r}: offset {outcome.coordinate} (out {outcome.out_partition}@{outcome.out_offset}, "
-                        f"{outcome.payload.get('scored_time') or outcome.payload.get('failed_time')}) after {last[0]} "
-                        f"(out {last[1].out_partition}@{last[1].out_offset}, "
-                        f"{last[1].payload.get('scored_time') or last[1].payload.get('failed_time')})"
-                    )
-                last = (outcome.coordinate, outcome)
+                if (
+                    last is not None
+                    and outcome.coordinate[0] == last.coordinate[0]
+                    and outcome.coordinate[1] < last.coordinate[1]
+                ):
+                    report.order_violations.append(f"key {key!r}: {outcome.describe()} after {last.describe()}")
+                last = outcome
 
     if group_id is not None:
         report.committed_behind = committed_behind(config, group_id, input_topic)
