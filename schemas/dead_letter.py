@@ -34,6 +34,7 @@ class ErrorKind(StrEnum):
     FEATURIZE_FAILED = "featurize_failed"
     SCORING_FAILED = "scoring_failed"
     OUT_OF_MEMORY = "out_of_memory"
+    UNDECODABLE_BATCH = "undecodable_batch"
 
 
 class DeadLetterSource(WireModel):

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+import kafka.errors as kafka_errors
 import structlog
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
@@ -30,12 +31,13 @@ from schemas import Decision
 from worker.admission import AdmissionController
 from worker.batcher import BatchPolicy, LatencyBudgetBatcher, ServiceTimeEstimator
 from worker.engine import LoadedEngine, MemorySampler, load_engine
-from worker.errors import FencedError
+from worker.errors import EXIT_ABORTED, EXIT_FAILED, EXIT_FENCED, EXIT_OK, FencedError, WorkerError
 from worker.health import HealthServer
-from worker.kafka_clients import build_consumer, build_producer
+from worker.kafka_clients import build_consumer, build_producer, leave_group_on_close
 from worker.memory import MemoryWatch, PressureWindow
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
+from worker.preflight import TopicLayout, preflight
 from worker.publisher import AtLeastOncePublisher, OutcomeWriter, TransactionalPublisher
 from worker.records import ConsumedRecord, ScoredBatch
 from worker.scaling import Sample, ScalingSignal, capacity_events_per_s
@@ -45,10 +47,6 @@ from worker.source import Source
 
 log = structlog.get_logger("riskstream.worker")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_FENCED = 3
-EXIT_ABORTED = 130
 _SUPERVISE_S = 0.2
 _SCALING_INTERVAL_S = 5.0
 
@@ -90,6 +88,7 @@ class Worker:
         self.health: HealthServer | None = None
         self._poll_thread: threading.Thread | None = None
         self._poll_failure: BaseException | None = None
+        self._leave_group_on_close = False
         self.ready = threading.Event()
         self.exit_code: int | None = None
 
@@ -147,15 +146,18 @@ class Worker:
             registry=self.metrics.registry, healthy=self._healthy, ready=self._ready,
         )  # fmt: skip
         self.health.start()
+        log.info("metrics and probes listening", host=s.observability.metrics_host, port=self.health.port)
         try:
+            # Checks that fail fast (credentials, TLS, topics) run before the model is loaded.
+            layout = preflight(s)
             if self._loaded is None:
                 self._loaded = load_engine(s)
-            return self._run(self._loaded)
+            return self._run(self._loaded, layout)
         finally:
             gc.unfreeze()  # hand the frozen objects back, so interpreter shutdown can free them
             self.health.stop()
 
-    def _run(self, loaded: LoadedEngine) -> int:
+    def _run(self, loaded: LoadedEngine, layout: TopicLayout) -> int:
         s = self.settings
         engine = loaded.engine
         info = engine.info
@@ -210,6 +212,8 @@ class Worker:
             commits_offsets=not exactly_once,
             commit_interval_s=s.consumer.commit_interval_ms / 1000,
             rebalance_drain_timeout_s=s.consumer.rebalance_drain_timeout_ms / 1000,
+            passthrough_headers=s.producer.passthrough_headers,
+            undecodable_batch=s.consumer.undecodable_batch,
         )
         self.source = source
 
@@ -228,10 +232,14 @@ class Worker:
             on_dropped=lambda n: None,
             metrics=self.metrics,
         )
+        outputs = {s.topics.scores: layout.scores_partitions, s.topics.dead_letters: layout.dead_letter_partitions}
         writer = OutcomeWriter(
-            engine=engine, scores_topic=s.topics.scores, dead_letter_topic=s.topics.dead_letters,
+            engine=engine,
+            scores_topic=s.topics.scores,
+            dead_letter_topic=s.topics.dead_letters,
             worker_id=s.worker_id,
-        )  # fmt: skip
+            co_partitioned={topic: n for topic, n in outputs.items() if layout.co_partitioned(n)},
+        )
         common: dict[str, Any] = {
             "producer_factory": new_producer,
             "writer": writer,
@@ -301,8 +309,10 @@ class Worker:
                 next_scaling = time.monotonic() + _SCALING_INTERVAL_S
             if isinstance(publisher.failure, FencedError):
                 return EXIT_FENCED
-            for name, failure in (("publisher", publisher.failure), ("scoring", scoring.failure),
-                                  ("poll loop", self._poll_failure)):  # fmt: skip
+            stages = (("publisher", publisher.failure), ("scoring", scoring.failure), ("poll loop", self._poll_failure))
+            for name, failure in stages:
+                if isinstance(failure, WorkerError):  # a known cause, already logged in one line
+                    return failure.exit_code
                 if failure is not None:
                     log.error("stage failed; stopping", stage=name, error=type(failure).__name__)
                     return EXIT_FAILED
@@ -312,6 +322,16 @@ class Worker:
         try:
             while not self._poll_shutdown.is_set():
                 source.iteration()
+        except kafka_errors.FencedInstanceIdError:
+            self._poll_failure = FencedError("FencedInstanceIdError")
+            log.error(
+                "fenced: another worker joined the group with this worker id (group.instance.id); "
+                "every worker needs its own RISKSTREAM_WORKER_ID",
+                worker_id=self.settings.worker_id,
+            )
+        except WorkerError as exc:
+            self._poll_failure = exc
+            log.error(str(exc), error=type(exc).__name__)
         except BaseException as exc:
             self._poll_failure = exc
             log.exception("poll loop failed")
@@ -319,6 +339,8 @@ class Worker:
             if not exactly_once and self._poll_failure is None:
                 source.commit()
             source.set_drain_timeout(0.0)  # already drained (or abandoning): close must not wait again
+            if self._leave_group_on_close:
+                leave_group_on_close(consumer)
             try:
                 consumer.close(autocommit=False)
             except Exception as exc:  # closing is best effort; the broker expires the member anyway
@@ -342,6 +364,10 @@ class Worker:
                 log.info("drained: all consumed events published")
             else:
                 log.warning("drain timed out: uncommitted events will be replayed by the next owner", left=left)
+        # After a graceful drain a static member leaves at once (rollouts and scale-downs hand its
+        # partitions over now, not after the session timeout); after a failure it stays, so that a
+        # restart under the same worker id reclaims them without a rebalance.
+        self._leave_group_on_close = graceful
         self._poll_shutdown.set()
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=max(1.0, deadline - time.monotonic()))

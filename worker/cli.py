@@ -45,6 +45,11 @@ def worker(config: ConfigOption = None) -> None:
 
     All settings come from RISKSTREAM_* environment variables and/or --config; see the README.
     SIGTERM drains in-flight work and exits 0; a second signal exits at once.
+
+    Exit codes: 0 drained and stopped; 1 a stage failed; 2 invalid settings or no servable model;
+    3 fenced (another instance has this worker id); 4 Kafka authentication or authorization failed;
+    5 TLS verification failed; 6 a topic is missing or unfit; 7 undecodable input (with
+    consumer.undecodable_batch=stop); 8 no broker reachable at start-up; 130 a second signal.
     """
     from worker.app import Worker
     from worker.errors import WorkerError
@@ -63,7 +68,7 @@ def worker(config: ConfigOption = None) -> None:
     try:
         code = runner.run()
     except WorkerError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), code=exc.exit_code) from None
     raise typer.Exit(code)
 
 

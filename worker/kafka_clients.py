@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import kafka.errors as kafka_errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from kafka.structs import TopicPartition
 
 from worker.settings import KafkaSettings, Settings
 
@@ -52,7 +54,6 @@ def fence_instead_of_bumping_epoch() -> None:
     The Java client treats it as fatal (ProducerFenced) for transactional producers; so do we.
     Idempotent (non-transactional) producers keep the bump. Idempotent patch.
     """
-    import kafka.errors as kafka_errors
     from kafka.producer.transaction_manager import TransactionManager
 
     if getattr(TransactionManager, "_riskstream_fence_guard", False):
@@ -93,27 +94,110 @@ def connection_config(kafka: KafkaSettings) -> dict[str, Any]:
     return config
 
 
+class UndecodableBatchError(kafka_errors.KafkaError):
+    """A record batch that cannot be decompressed, with the offsets it spans (header fields)."""
+
+    def __init__(self, base_offset: int, last_offset: int, cause: BaseException) -> None:
+        super().__init__(f"record batch {base_offset}-{last_offset} cannot be decoded: {type(cause).__name__}: {cause}")
+        self.base_offset = base_offset
+        self.last_offset = last_offset
+        self.cause = cause
+
+
+#: What ``KafkaConsumer.poll`` raises for input it cannot decode (see :func:`undecodable_position`).
+UNDECODABLE_ERRORS = (UndecodableBatchError, kafka_errors.UnsupportedCodecError, kafka_errors.CorruptRecordError)
+
+
+def annotate_undecodable_batches() -> None:
+    """Make a batch that cannot be decompressed raise :class:`UndecodableBatchError` with its offsets.
+
+    kafka-python decompresses a v2 record batch lazily while ``poll()`` iterates it; a missing codec
+    library, an unknown codec id or a corrupt body then raises from ``poll()`` with nothing saying
+    which offsets the batch held (a corrupt zstd frame even raises zstandard's own error type). The
+    batch header (base offset, last offset delta) is readable without decompressing, so the wrapper
+    attaches it. Idempotent.
+    """
+    from kafka.record.default_records import DefaultRecordBatch
+
+    if getattr(DefaultRecordBatch, "_riskstream_undecodable_guard", False):
+        return
+    original = DefaultRecordBatch._maybe_uncompress
+
+    def _maybe_uncompress(self: DefaultRecordBatch) -> None:
+        try:
+            original(self)
+        except Exception as exc:
+            raise UndecodableBatchError(int(self.base_offset), int(self.last_offset), exc) from exc
+
+    DefaultRecordBatch._maybe_uncompress = _maybe_uncompress
+    DefaultRecordBatch._riskstream_undecodable_guard = True
+
+
+def undecodable_position(consumer: KafkaConsumer, exc: BaseException) -> tuple[TopicPartition, int, int] | None:
+    """Where the batch that made ``poll()`` raise ``exc`` lies: (partition, first, last offset).
+
+    The consumer's fetcher keeps the records it failed on as the next in line, positioned at the first
+    offset it could not return. The last offset is the batch's (from :class:`UndecodableBatchError`);
+    for a batch whose checksum failed it is not known, so only that first offset is reported, and the
+    next poll meets the rest of the batch again, one offset further on.
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    part = getattr(fetcher, "_next_partition_records", None)
+    if part is None:
+        return None
+    tp = part.topic_partition
+    first = int(part.next_fetch_offset)
+    last = int(getattr(exc, "last_offset", first))
+    return tp, first, max(first, last)
+
+
+def leave_group_on_close(consumer: KafkaConsumer) -> None:
+    """Let a static member leave its group when it closes (a graceful shutdown).
+
+    A static member (``group_instance_id``) never sends LeaveGroup in kafka-python, as in the Java
+    client: its partitions then stay unowned until ``session.timeout.ms`` passes, which makes every
+    rollout and scale-down stall those partitions. After a graceful drain there is nothing to wait
+    for, so the worker leaves like a dynamic member (the broker accepts LeaveGroup from a member with
+    an instance id). A crash sends nothing, and a restart with the same id reclaims the partitions
+    without a rebalance: that is what static membership is for.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is not None and hasattr(coordinator, "is_dynamic_member"):
+        coordinator.is_dynamic_member = lambda: True
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """kafka-python options of the worker's consumer."""
+    c = settings.consumer
+    config: dict[str, Any] = {
+        **connection_config(settings.kafka),
+        "group_id": settings.group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": c.auto_offset_reset,
+        "max_poll_records": c.max_poll_records,
+        "max_poll_interval_ms": c.max_poll_interval_ms,
+        "session_timeout_ms": c.session_timeout_ms,
+        "heartbeat_interval_ms": c.heartbeat_interval_ms,
+        "fetch_max_wait_ms": c.fetch_max_wait_ms,
+        # read_committed: an aborted upstream transaction is never scored (exactly-once requires it).
+        "isolation_level": c.isolation_level,
+        # Eager assignors: a rebalance revokes everything, and the listener drains before it returns.
+        "partition_assignment_strategy": (RangePartitionAssignor, RoundRobinPartitionAssignor),
+    }
+    if c.static_membership:
+        config["group_instance_id"] = settings.worker_id
+    return config
+
+
 def build_consumer(settings: Settings) -> KafkaConsumer:
     guard_against_lost_join_results()
-    c = settings.consumer
-    return KafkaConsumer(
-        **connection_config(settings.kafka),
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset=c.auto_offset_reset,
-        max_poll_records=c.max_poll_records,
-        max_poll_interval_ms=c.max_poll_interval_ms,
-        session_timeout_ms=c.session_timeout_ms,
-        heartbeat_interval_ms=c.heartbeat_interval_ms,
-        fetch_max_wait_ms=c.fetch_max_wait_ms,
-        # Transactional input (and our own exactly-once output) is only read once committed.
-        isolation_level="read_committed" if settings.guarantee == "exactly_once" else "read_uncommitted",
-        # Eager assignors: a rebalance revokes everything, and the listener drains before it returns.
-        partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
-    )
+    annotate_undecodable_batches()
+    return KafkaConsumer(**consumer_config(settings))
 
 
-def build_producer(settings: Settings) -> KafkaProducer:
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """kafka-python options of the worker's producer (transactional in exactly-once mode)."""
+    compression = settings.producer.compression_type
     config: dict[str, Any] = {
         **connection_config(settings.kafka),
         "acks": "all",
@@ -122,20 +206,25 @@ def build_producer(settings: Settings) -> KafkaProducer:
         # behind it can overtake it, so a replay republishes in input order (per-key order).
         "max_in_flight_requests_per_connection": 1,
         "linger_ms": 1,
-        "compression_type": None,
+        "compression_type": None if compression == "none" else compression,
         # A send that cannot reach the topic fails within this long and the work is replayed.
         "max_block_ms": 10_000,
         "delivery_timeout_ms": 35_000,
     }
     if settings.guarantee == "exactly_once":
-        fence_instead_of_bumping_epoch()
         config["transactional_id"] = settings.transactional_id
         config["transaction_timeout_ms"] = settings.transaction_timeout_ms
         # Right after a commit the coordinator may still be writing markers and answer the next
         # transaction's first request with CONCURRENT_TRANSACTIONS; the default 100 ms backoff
         # before retrying would then dominate exactly-once latency.
         config["retry_backoff_ms"] = 10
-    return KafkaProducer(**config)
+    return config
+
+
+def build_producer(settings: Settings) -> KafkaProducer:
+    if settings.guarantee == "exactly_once":
+        fence_instead_of_bumping_epoch()
+    return KafkaProducer(**producer_config(settings))
 
 
 def build_admin(settings: Settings) -> KafkaAdminClient:

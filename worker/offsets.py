@@ -96,6 +96,22 @@ class OffsetTracker:
         with self._lock:
             return {tp: s.watermark for tp, s in self._partitions.items() if s.watermark is not None}
 
+    def advance_idle(self, tp: TopicPartition, position: int) -> None:
+        """Move an idle partition's watermark up to the consumer's ``position``.
+
+        With nothing of ``tp`` in flight, every offset below the position is either done or was never
+        handed to the worker: transaction markers, records of aborted transactions that
+        ``read_committed`` skips, compacted gaps. Committing the position, not one past the last
+        record, lets the group's committed offset reach the partition's end (lag 0, as for any
+        client), instead of stopping one short of every trailing marker.
+        """
+        with self._lock:
+            state = self._partitions.setdefault(tp, _PartitionState())
+            if state.consumed:
+                return
+            if state.watermark is None or position > state.watermark:
+                state.watermark = position
+
     def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
         with self._lock:
             for tp, offset in offsets.items():

@@ -36,7 +36,6 @@ from worker.records import ConsumedRecord, ScoredBatch
 log = structlog.get_logger("riskstream.publisher")
 
 CONTENT_TYPE = ("content-type", b"application/json")
-TRACE_HEADER = "traceparent"
 _POLL_S = 0.05
 _MAX_RECORDS_PER_STEP = 4096  # per publish step (a transaction in exactly-once mode)
 _ACK_TIMEOUT_S = 30.0
@@ -49,6 +48,8 @@ class Outgoing:
     """One record to publish, and the input record it settles."""
 
     topic: str
+    partition: int | None
+    """The input's partition number when the output topic is co-partitioned with the input, else None (key hash)."""
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
@@ -58,16 +59,38 @@ class Outgoing:
 
 
 class OutcomeWriter:
-    """Turns a scored batch into wire records: a RiskScore or a DeadLetter per input record."""
+    """Turns a scored batch into wire records: a RiskScore or a DeadLetter per input record.
 
-    def __init__(self, *, engine: ScoringEngine, scores_topic: str, dead_letter_topic: str, worker_id: str) -> None:
+    Placement: an output topic with as many partitions as the input takes each result on its input's
+    partition number, so results co-partition with their inputs (and keep per-key order) whatever
+    partitioner the upstream producer used: librdkafka's default hashes keys with CRC32, Java's and
+    kafka-python's with murmur2, so "same key" does not mean "same partition number" across clients.
+    Any other output topic is placed by key hash (the preflight warns about it).
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: ScoringEngine,
+        scores_topic: str,
+        dead_letter_topic: str,
+        worker_id: str,
+        co_partitioned: dict[str, int] | None = None,
+    ) -> None:
+        """``co_partitioned``: output topic -> its partition count, for the topics placed by input partition."""
         info = engine.info
         self._model = ModelRef(name=info.name, version=info.version, quantization=info.quantization, device=info.device)
         self._thresholds = engine.thresholds
         self._scores_topic = scores_topic
         self._dead_letter_topic = dead_letter_topic
         self._worker_id = worker_id
+        self._co_partitioned = dict(co_partitioned or {})
         self._score_headers = [CONTENT_TYPE, ("riskstream-schema", b"risk-score.v1")]
+
+    def _partition(self, topic: str, record: ConsumedRecord) -> int | None:
+        count = self._co_partitioned.get(topic)
+        # An input partition added after start-up has no counterpart: key hashing is all that is left.
+        return record.tp.partition if count is not None and record.tp.partition < count else None
 
     def write(self, batch: ScoredBatch, now: datetime) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -104,12 +127,10 @@ class OutcomeWriter:
             worker_id=self._worker_id,
             source=SourceRef(topic=record.tp.topic, partition=record.tp.partition, offset=record.offset),
         )
-        headers = list(self._score_headers)
-        if record.trace is not None:
-            headers.append((TRACE_HEADER, record.trace))
-        return Outgoing(
-            self._scores_topic, record.key, message.model_dump_json().encode(), headers, record, decision.value, None
-        )
+        headers = [*self._score_headers, *record.headers]
+        topic = self._scores_topic
+        value = message.model_dump_json().encode()
+        return Outgoing(topic, self._partition(topic, record), record.key, value, headers, record, decision.value, None)
 
     def _dead_letter(self, record: ConsumedRecord, kind: ErrorKind, error: str, now: datetime) -> Outgoing:
         letter: DeadLetter = build_dead_letter(
@@ -129,13 +150,12 @@ class OutcomeWriter:
             ("riskstream-schema", b"dead-letter.v1"),
             ("riskstream-error-type", kind.value.encode()),
             ("riskstream-source", f"{record.tp.topic}/{record.tp.partition}/{record.offset}".encode()),
+            *record.headers,
         ]
-        if record.trace is not None:
-            headers.append((TRACE_HEADER, record.trace))
-        # The dead letter keeps the input's key so that its partition (and per-key order) follows the input.
-        return Outgoing(
-            self._dead_letter_topic, record.key, letter.model_dump_json().encode(), headers, record, None, kind.value
-        )
+        # The dead letter keeps the input's key and placement, so that per-key order follows the input.
+        topic = self._dead_letter_topic
+        value = letter.model_dump_json().encode()
+        return Outgoing(topic, self._partition(topic, record), record.key, value, headers, record, None, kind.value)
 
 
 class _PublisherBase:
@@ -275,7 +295,9 @@ class AtLeastOncePublisher(_PublisherBase):
         failure: BaseException | None = None
         for item in (item for b in live for item in self._writer.write(b, datetime.now(UTC))):
             try:
-                future = self._producer.send(item.topic, value=item.value, key=item.key, headers=item.headers)
+                future = self._producer.send(
+                    item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
+                )
             except kafka_errors.KafkaError as exc:
                 failure = exc
             else:
@@ -347,7 +369,10 @@ class TransactionalPublisher(_PublisherBase):
             self._producer.begin_transaction()
             identity = self._producer_identity()
             futures = [
-                self._producer.send(item.topic, value=item.value, key=item.key, headers=item.headers) for item in items
+                self._producer.send(
+                    item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
+                )
+                for item in items
             ]
             # Every record must be acknowledged before its input offsets join the transaction: the
             # commit must never cover an offset whose outcome is not written. (kafka-python can

@@ -23,7 +23,8 @@ class ConsumedRecord:
     epoch: int
     arrived_s: float
     late: bool
-    trace: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """The input's headers that pass through to its outcome (W3C trace context and configured ones)."""
     event: TransactionEvent | None = None
     features: Any = None
     value: bytes | None = None

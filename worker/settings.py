@@ -14,11 +14,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -64,6 +74,8 @@ class KafkaSettings(Section):
     """Shown in broker logs and quotas."""
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
     """How long a client waits for a broker response before retrying."""
+    startup_timeout_s: float = Field(default=30.0, gt=0)
+    """At start-up, how long to keep trying to reach a broker before giving up (exit 8)."""
 
     @model_validator(mode="after")
     def _security_is_complete(self) -> Self:
@@ -91,6 +103,8 @@ class TopicSettings(Section):
     """One RiskScore per scored event, keyed like the input."""
     dead_letters: str = "transactions.dlq"
     """One DeadLetter per record that could not be scored, with the reason."""
+    create_missing: bool = False
+    """Create a missing scores or dead-letter topic at start-up (with the input's partition count); else exit 6."""
 
 
 class BatchingSettings(Section):
@@ -142,6 +156,33 @@ class ConsumerSettings(Section):
     """Where a group with no committed offset starts: earliest scores the whole retained history."""
     fetch_max_wait_ms: int = Field(default=20, ge=0)
     """Broker-side wait for data to accumulate; small keeps latency low."""
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
+    """read_committed never scores an aborted upstream transaction (required with exactly_once)."""
+    static_membership: bool = True
+    """Join as a static member (group.instance.id = worker_id): a restarted pod reclaims its partitions at once."""
+    undecodable_batch: Literal["dead_letter", "stop"] = "dead_letter"
+    """A record batch that cannot be decoded (corrupt): dead-letter each offset and go on, or stop (exit 7)."""
+
+
+class ProducerSettings(Section):
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    """Compression of the scores and dead-letter record batches."""
+    passthrough_headers: Annotated[tuple[str, ...], NoDecode] = ()
+    """Headers copied from each input record to its score or dead letter, besides traceparent, tracestate, baggage."""
+
+    @field_validator("passthrough_headers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _header_names_are_plain(self) -> Self:
+        for name in self.passthrough_headers:
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", name):
+                raise ValueError(f"passthrough_headers: {name!r} is not a header name")
+        return self
 
 
 class ModelSettings(Section):
@@ -224,9 +265,16 @@ class Settings(BaseSettings):
     batching: BatchingSettings = BatchingSettings()
     backpressure: BackpressureSettings = BackpressureSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    producer: ProducerSettings = ProducerSettings()
     model: ModelSettings = ModelSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     faults: FaultSettings = FaultSettings()
+
+    @model_validator(mode="after")
+    def _exactly_once_reads_committed(self) -> Self:
+        if self.guarantee == "exactly_once" and self.consumer.isolation_level != "read_committed":
+            raise ValueError("exactly_once needs consumer.isolation_level read_committed")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import kafka.errors as kafka_errors
 import structlog
@@ -33,13 +33,16 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from schemas import DecodeError, ErrorKind, decode
 from worker.admission import AdmissionController
 from worker.engine import ScoringEngine
+from worker.errors import UndecodableInputError
+from worker.kafka_clients import UNDECODABLE_ERRORS, undecodable_position
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
 from worker.records import ConsumedRecord
 
 log = structlog.get_logger("riskstream.source")
 
-TRACE_HEADER = "traceparent"
+#: W3C Trace Context headers: always passed from an input record to its score or dead letter.
+TRACE_CONTEXT_HEADERS = ("traceparent", "tracestate", "baggage")
 _POLL_TIMEOUT_MS = 50
 _LAG_INTERVAL_S = 2.0
 _REWIND_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
@@ -63,6 +66,8 @@ class Source:
         commits_offsets: bool,
         commit_interval_s: float,
         rebalance_drain_timeout_s: float,
+        passthrough_headers: tuple[str, ...] = (),
+        undecodable_batch: Literal["dead_letter", "stop"] = "dead_letter",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._consumer = consumer
@@ -79,6 +84,8 @@ class Source:
         self._commits_offsets = commits_offsets
         self._commit_interval_s = commit_interval_s
         self._drain_timeout_s = rebalance_drain_timeout_s
+        self._passthrough = frozenset(name.lower() for name in (*TRACE_CONTEXT_HEADERS, *passthrough_headers))
+        self._undecodable_batch = undecodable_batch
         self._clock = clock
         self._rewind_lock = threading.Lock()
         self._rewind_cause: str | None = None
@@ -136,9 +143,13 @@ class Source:
         self._apply_backpressure(now)
         self._maybe_rewind(now)
         room = self._admission.room(self._tracker.pending())
-        polled = self._consumer.poll(
-            timeout_ms=_POLL_TIMEOUT_MS, max_records=max(1, min(self._max_poll_records, room)), update_offsets=True
-        )
+        try:
+            polled = self._consumer.poll(
+                timeout_ms=_POLL_TIMEOUT_MS, max_records=max(1, min(self._max_poll_records, room)), update_offsets=True
+            )
+        except UNDECODABLE_ERRORS as exc:
+            self._skip_undecodable(exc)
+            polled = {}
         for tp, records in polled.items():
             for record in records:
                 self._take(tp, record)
@@ -163,10 +174,11 @@ class Source:
         late = delay >= self._budget_s
         if late:
             self._metrics.late_events.inc()
-        trace = next((value for name, value in (record.headers or ()) if name == TRACE_HEADER), None)
+        passthrough = self._passthrough
+        headers = tuple((name, value) for name, value in record.headers or () if name.lower() in passthrough and value)
         consumed = ConsumedRecord(
             tp=tp, offset=record.offset, timestamp_ms=timestamp_ms, key=record.key, epoch=epoch,
-            arrived_s=arrived, late=late, trace=trace, value=record.value,
+            arrived_s=arrived, late=late, headers=headers, value=record.value,
         )  # fmt: skip
         decoded = decode(record.value, max_bytes=self._max_event_bytes)
         if isinstance(decoded, DecodeError):
@@ -181,6 +193,44 @@ class Source:
                 consumed.error = f"featurize failed: {type(exc).__name__}"
                 log.warning("featurize failed", where=consumed.where(), error=type(exc).__name__)
         self._outbox.put(consumed)
+
+    def _skip_undecodable(self, exc: BaseException) -> None:
+        """A record batch poll() could not decode: dead-letter its offsets and go past it, or stop.
+
+        With every codec installed this means a corrupt batch; it must not crash-loop the worker (a
+        restart would meet it again) nor block its partition. Each offset gets a dead letter that
+        carries its coordinates and the reason; there is no payload to keep.
+        """
+        position = undecodable_position(self._consumer, exc)
+        if position is None:
+            raise exc
+        tp, first, last = position
+        where = f"{tp.topic}[{tp.partition}]@{first}" + (f"-{last}" if last > first else "")
+        reason = f"{type(exc).__name__}: {exc}"
+        if self._undecodable_batch == "stop":
+            raise UndecodableInputError(
+                f"the record batch at {where} cannot be decoded ({reason}); set "
+                "RISKSTREAM_CONSUMER__UNDECODABLE_BATCH=dead_letter to dead-letter it and go on"
+            ) from exc
+        arrived = self._clock()
+        for offset in range(first, last + 1):
+            epoch = self._tracker.track(tp, offset)
+            self._metrics.consumed.inc()
+            self._outbox.put(
+                ConsumedRecord(
+                    tp=tp,
+                    offset=offset,
+                    timestamp_ms=int(arrived * 1000),
+                    key=None,
+                    epoch=epoch,
+                    arrived_s=arrived,
+                    late=False,
+                    error_kind=ErrorKind.UNDECODABLE_BATCH,
+                    error=f"record batch cannot be decoded: {reason}",
+                )
+            )
+        self._consumer.seek(tp, last + 1)
+        log.warning("dead-lettering an undecodable record batch", where=where, error=type(exc).__name__)
 
     # -- backpressure -------------------------------------------------------------------------
 
@@ -238,6 +288,11 @@ class Source:
 
     def _committable(self) -> dict[TopicPartition, int]:
         assignment = self._consumer.assignment()
+        for tp in assignment:
+            with contextlib.suppress(kafka_errors.KafkaError):
+                position = self._consumer.position(tp, timeout_ms=0)
+                if position is not None:
+                    self._tracker.advance_idle(tp, position)
         return {tp: o for tp, o in self._tracker.committable().items() if tp in assignment}
 
     def commit(self) -> bool:

@@ -191,9 +191,16 @@ def outcome_counts(config: dict[str, Any], topics: list[str]) -> Counter[Coordin
 
 
 def committed_behind(config: dict[str, Any], group_id: str, topic: str) -> dict[int, tuple[int | None, int]]:
-    """Partitions whose committed offset is not the end offset: partition -> (committed, end)."""
+    """Partitions with records past the group's committed offset: partition -> (committed, end).
+
+    "End" is the last stable offset (read_committed). A committed offset short of it counts only when
+    a readable record lies in between: transaction markers and the records of aborted transactions
+    occupy offsets too, and a consumer that has processed every record need not have committed past
+    the markers that follow the last one (an exactly-once worker commits inside the transaction that
+    published its last outcome, which cannot cover that transaction's own marker).
+    """
     admin = KafkaAdminClient(**config)
-    consumer = KafkaConsumer(**config, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(**config, group_id=None, enable_auto_commit=False, isolation_level="read_committed")
     try:
         committed = admin.list_group_offsets({group_id: None}).get(group_id, {})
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -203,9 +210,25 @@ def committed_behind(config: dict[str, Any], group_id: str, topic: str) -> dict[
         for tp in tps:
             meta = committed.get(tp)
             offset = meta.offset if meta is not None and meta.offset >= 0 else None
-            if (offset or 0) != ends[tp]:
+            if (offset or 0) < ends[tp] and _records_between(consumer, tp, offset, ends[tp]):
                 behind[tp.partition] = (offset, ends[tp])
         return behind
     finally:
         admin.close()
         consumer.close(autocommit=False)
+
+
+def _records_between(consumer: KafkaConsumer, tp: TopicPartition, start: int | None, end: int) -> bool:
+    """Whether a read_committed read of ``tp`` from ``start`` (None: the beginning) to ``end`` returns a record."""
+    consumer.assign([tp])
+    if start is None:
+        consumer.seek_to_beginning(tp)
+    else:
+        consumer.seek(tp, start)
+    deadline = time.monotonic() + 30.0
+    while consumer.position(tp) < end:
+        if time.monotonic() > deadline:
+            return True  # cannot tell: report it behind rather than hide a gap
+        if consumer.poll(timeout_ms=200, max_records=1).get(tp):
+            return True
+    return False

@@ -112,3 +112,25 @@ def test_wait_drained_returns_when_the_last_ack_arrives() -> None:
     acker.start()
     assert tracker.wait_drained(5.0)
     acker.join()
+
+
+def test_an_idle_partition_commits_the_consumer_position_past_trailing_markers() -> None:
+    tracker = OffsetTracker()
+    epoch = tracker.track(TP, 10)
+    tracker.advance_idle(TP, 12)  # 10 is in flight: the position says nothing yet
+    assert tracker.committable() == {}
+    tracker.complete(TP, 10, epoch)
+    assert tracker.committable() == {TP: 11}
+    tracker.advance_idle(TP, 12)  # offset 11 is the transaction's commit marker
+    assert tracker.committable() == {TP: 12}
+    tracker.mark_committed({TP: 12})
+    tracker.advance_idle(TP, 12)
+    assert tracker.committable() == {}
+    tracker.advance_idle(TP, 5)  # a position behind the watermark (a seek back) never moves it down
+    assert tracker.committable() == {}
+
+
+def test_a_partition_with_nothing_consumed_yet_commits_its_position() -> None:
+    tracker = OffsetTracker()
+    tracker.advance_idle(TP, 40)  # e.g. only an aborted transaction since the last commit
+    assert tracker.committable() == {TP: 40}

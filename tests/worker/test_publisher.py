@@ -76,7 +76,9 @@ class FakeProducer:
         self.sends = 0
         self.closed = False
 
-    def send(self, topic: str, *, value: bytes, key: bytes | None, headers: Any) -> FakeFuture:
+    def send(
+        self, topic: str, *, value: bytes, key: bytes | None, headers: Any, partition: int | None = None
+    ) -> FakeFuture:
         offset = int(value)
         future = FakeFuture(self, offset)
         self.sends += 1
@@ -107,7 +109,7 @@ class OffsetWriter:
     """One score per record whose value is just the input offset."""
 
     def write(self, batch: ScoredBatch, now: datetime) -> list[Outgoing]:
-        return [Outgoing("scores", b"k", str(r.offset).encode(), [], r, "approve", None) for r in batch.records]
+        return [Outgoing("scores", None, b"k", str(r.offset).encode(), [], r, "approve", None) for r in batch.records]
 
 
 class Harness:

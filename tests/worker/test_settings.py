@@ -45,6 +45,12 @@ def test_toml_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pyt
         ({"batching": {"latency_budget_ms": 0}}, "latency_budget_ms"),
         ({"worker_id": "has spaces"}, "worker_id"),
         ({"unknown_knob": 1}, "unknown_knob"),
+        (
+            {"guarantee": "exactly_once", "consumer": {"isolation_level": "read_uncommitted"}},
+            "exactly_once needs consumer.isolation_level read_committed",
+        ),
+        ({"producer": {"compression_type": "brotli"}}, "compression_type"),
+        ({"producer": {"passthrough_headers": ["x id"]}}, "is not a header name"),
     ],
 )
 def test_invalid_settings_fail_with_one_line(overrides: dict[str, object], message: str) -> None:
@@ -52,6 +58,11 @@ def test_invalid_settings_fail_with_one_line(overrides: dict[str, object], messa
         load_settings(**overrides)
     text = str(caught.value)
     assert message in text and "\n" not in text
+
+
+def test_passthrough_headers_read_from_a_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RISKSTREAM_PRODUCER__PASSTHROUGH_HEADERS", "x-request-id, x-correlation-id")
+    assert load_settings().producer.passthrough_headers == ("x-request-id", "x-correlation-id")
 
 
 def test_missing_or_broken_config_file(tmp_path: Path) -> None:
