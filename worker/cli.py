@@ -10,6 +10,13 @@ import typer
 
 from schemas.export import JSON_DIR, export_json_schemas
 
+#: What ``riskstream produce --from`` reads (``worker.produce.read_event_file``).
+EVENT_FILE_FORMAT = (
+    "JSON Lines, one record per line: a TransactionEvent v1 object (schemas/json/transaction_event.v1.json), "
+    'optionally with a boolean is_fraud member, or a labelled record {"event": {...}, "is_fraud": true} '
+    "as riskstream writes them. Blank lines are skipped."
+)
+
 app = typer.Typer(
     name="riskstream",
     help="Score payment transactions for fraud risk in real time from Kafka.",
@@ -132,29 +139,45 @@ def verify(
     raise typer.Exit(0 if report.ok_at_least_once else 1)
 
 
-@app.command()
+@app.command(epilog=f"--from reads {EVENT_FILE_FORMAT}")
 def produce(
     topic: Annotated[str, typer.Option("--topic", help="Topic to produce to.")] = "transactions",
-    count: Annotated[int, typer.Option("--count", min=0, help="How many records to send.")] = 10_000,
+    count: Annotated[
+        int | None,
+        typer.Option("--count", min=0, help="How many records to send (default: 10,000 synthetic, or the whole file)."),
+    ] = None,
     rate: Annotated[float, typer.Option("--rate", min=0, help="Records per second (0 = as fast as possible).")] = 1000,
     fraud_rate: Annotated[float, typer.Option("--fraud-rate", min=0, max=1, help="Share of fraud events.")] = 0.01,
     poison_rate: Annotated[
         float, typer.Option("--poison-rate", min=0, max=1, help="Share of deliberately invalid records.")
     ] = 0.0,
     from_file: Annotated[
-        Path | None, typer.Option("--from", help="Replay labelled events from a JSONL file instead.")
+        Path | None, typer.Option("--from", help="Replay events from a JSON Lines file (format below).")
     ] = None,
+    restamp: Annotated[
+        bool,
+        typer.Option(
+            "--restamp", help="Set every event_time to its send time (synthetic events are always re-stamped)."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Generator seed.")] = 0,
     config: ConfigOption = None,
 ) -> None:
-    """Load generator: synthetic transactions at a fixed rate (CreateTime stamps, keyed by account)."""
+    """Load generator: synthetic transactions, or a file's, at a fixed rate (keyed by account).
+
+    Records get the producer's send time as their Kafka timestamp (the worker's latency budget runs
+    from it). Events from --from keep their own event_time unless --restamp is given: a replay that
+    re-stamps loses the hour of day, the model's strongest signal. Lines that are not valid events
+    are skipped and reported by line number and reason (never their content); the command then
+    exits 1 after sending the valid ones.
+    """
     from kafka import KafkaProducer
     from rich.progress import Progress
 
-    from inference.synthetic import generate, read_jsonl
+    from inference.synthetic import generate
     from worker.errors import WorkerError
     from worker.kafka_clients import connection_config
-    from worker.produce import load_producer_config, outgoing_events, send_paced
+    from worker.produce import BadLine, load_producer_config, outgoing_events, read_event_file, send_paced
     from worker.settings import load_settings
 
     try:
@@ -163,17 +186,26 @@ def produce(
         raise _fail(str(exc)) from None
     if from_file is not None and not from_file.is_file():
         raise _fail(f"{from_file} does not exist")
-    labelled = read_jsonl(from_file) if from_file is not None else generate(count, seed=seed, fraud_rate=fraud_rate)
+    bad_lines: list[BadLine] = []
+    if from_file is not None:
+        labelled = read_event_file(from_file, bad_lines)
+        total = count
+    else:
+        total = count if count is not None else 10_000
+        labelled = ((item.event, item.is_fraud) for item in generate(total, seed=seed, fraud_rate=fraud_rate))
     events = outgoing_events(
-        ((item.event, item.is_fraud) for item in labelled), poison_rate=poison_rate, seed=seed,
+        labelled,
+        poison_rate=poison_rate,
+        seed=seed,
         max_event_bytes=settings.max_event_bytes,
-    )  # fmt: skip
+        restamp=restamp or from_file is None,
+    )
     producer = KafkaProducer(**connection_config(settings.kafka), **load_producer_config())
     try:
         with Progress(transient=not sys.stderr.isatty()) as progress:
-            task = progress.add_task(f"producing to {topic}", total=count)
+            task = progress.add_task(f"producing to {topic}", total=total)
             report = send_paced(
-                producer, topic, events, count=count, rate=rate or None,
+                producer, topic, events, count=total, rate=rate or None,
                 on_progress=lambda n: progress.advance(task, n),
             )  # fmt: skip
     finally:
@@ -183,6 +215,11 @@ def produce(
         f"sent {report.sent} records in {report.seconds:.1f}s ({report.rate:.0f}/s); "
         f"fraud {report.fraud}; poison {poison}"
     )
+    if bad_lines:
+        shown = "; ".join(f"line {bad.number}: {bad.reason}" for bad in bad_lines[:10])
+        more = f"; and {len(bad_lines) - 10} more" if len(bad_lines) > 10 else ""
+        raise _fail(f"{len(bad_lines)} lines of {from_file} are not transaction events and were skipped: {shown}{more}",
+                    code=1)  # fmt: skip
 
 
 @app.command()

@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
 
-from schemas import TransactionEvent
+from schemas import DecodeError, TransactionEvent, decode
 
 POISON_KINDS = ("malformed_json", "schema_invalid", "oversize", "pan_in_text")
 # A Luhn-valid test card number (Visa test range), as fraud feeds sometimes leak one into free text.
@@ -75,7 +76,8 @@ def outgoing_events(
     restamp: bool = True,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Iterator[OutgoingEvent]:
-    """Serialize events (re-stamped with the current time), turning ``poison_rate`` of them to poison."""
+    """Serialize events, turning ``poison_rate`` of them to poison; ``restamp`` sets each event's
+    ``event_time`` to the moment it is taken (synthetic load), otherwise the event's own time is kept."""
     if not 0 <= poison_rate <= 1:
         raise ValueError("poison_rate must be within [0, 1]")
     rng = random.Random(f"poison/{seed}")
@@ -91,23 +93,75 @@ def outgoing_events(
             yield OutgoingEvent(key, event.model_dump_json().encode(), event.transaction_id, is_fraud, None)
 
 
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A line of an event file that is not a transaction event: its number and why, never its content."""
+
+    number: int
+    reason: str
+
+
+def read_event_file(path: Path, bad_lines: list[BadLine]) -> Iterator[tuple[TransactionEvent, bool | None]]:
+    """Events (and labels, when present) of a JSON Lines file, in file order.
+
+    Each line is a TransactionEvent v1 object, optionally with a boolean ``is_fraud`` member, or a
+    labelled record ``{"event": {...}, "is_fraud": true}`` as :func:`inference.synthetic.write_jsonl`
+    writes them; blank lines are skipped.
+
+    A line that is not a valid event is skipped and appended to ``bad_lines`` with its number and the
+    reason ``schemas.decode`` gives (field paths and problem kinds: never the line's content, which
+    may hold personal data or a card number).
+    """
+    with Path(path).open("rb") as source:
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            parsed = _parse_event_line(line)
+            if isinstance(parsed, str):
+                bad_lines.append(BadLine(number, parsed))
+            else:
+                yield parsed
+
+
+def _parse_event_line(line: bytes) -> tuple[TransactionEvent, bool | None] | str:
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return "malformed_json: not a JSON value"
+    if not isinstance(record, dict):
+        return "not_an_object: a line must be a JSON object"
+    label: Any = None
+    if isinstance(record.get("event"), dict):
+        label = record.get("is_fraud")
+        record = record["event"]
+    elif "is_fraud" in record:
+        label = record.pop("is_fraud")
+    if label is not None and not isinstance(label, bool):
+        return "schema_invalid: is_fraud must be true, false or absent"
+    decoded = decode(json.dumps(record).encode())
+    if isinstance(decoded, DecodeError):
+        return f"{decoded.kind.value}: {decoded.message}"
+    return decoded, label
+
+
 def send_paced(
     producer: KafkaProducer,
     topic: str,
     events: Iterable[OutgoingEvent],
     *,
-    count: int,
+    count: int | None,
     rate: float | None,
     on_progress: Callable[[int], None] | None = None,
     on_sent: Callable[[OutgoingEvent], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> ProduceReport:
-    """Send up to ``count`` events at ``rate`` per second (None = as fast as possible), then flush."""
+    """Send up to ``count`` events (None: all of them) at ``rate`` per second (None: as fast as
+    possible), then flush."""
     report = ProduceReport()
     started = time.perf_counter()
     pending_progress = 0
     source = iter(events)
-    for index in range(count):
+    for index in range(count) if count is not None else itertools.count():
         if should_stop():
             break
         if rate:
