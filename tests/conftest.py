@@ -3,7 +3,7 @@
 Broker, in this order (the ``kafka`` fixture):
 1. ``KAFKA_BOOTSTRAP_SERVERS`` if set (an existing PLAINTEXT cluster);
 2. testcontainers' Kafka module in KRaft mode, if a Docker engine answers (and the container starts);
-3. otherwise the project's own launcher ``ops/kafka/kafka_local.py`` (instance ``pytest``, free ports),
+3. otherwise the project's own launcher ``worker.tools.kafka_local`` (instance ``pytest``, free ports),
    stopped at the end of the session if this session started it. A broker already running under that
    name (``kafka_local.py start --name pytest --port 0``) is reused and left running: a fast inner loop.
 
@@ -14,12 +14,10 @@ Tests that use any broker fixture get the ``integration`` marker automatically, 
 """
 
 import contextlib
-import importlib.util
 import logging
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 import warnings
@@ -40,26 +38,14 @@ with warnings.catch_warnings():
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
     from kafka.errors import KafkaError
 
+    from worker.tools import kafka_local
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-KAFKA_LOCAL_PATH = REPO_ROOT / "ops" / "kafka" / "kafka_local.py"
-KAFKA_LOCAL_MODULE = "riskstream_ops_kafka_local"
 BROKER_FIXTURES = frozenset({"kafka", "kafka_sasl_ssl", "topic_factory", "producer_factory", "consumer_factory"})
 BROKER_START_TIMEOUT_S = 180.0  # the first run also downloads the broker jars
 TESTCONTAINERS_IMAGE = os.environ.get("RISKSTREAM_TEST_KAFKA_IMAGE", "confluentinc/cp-kafka:7.9.0")
 
 log = logging.getLogger(__name__)
-
-
-def load_kafka_local() -> ModuleType:
-    """The ``ops/kafka/kafka_local.py`` launcher, imported by path once per process."""
-    module = sys.modules.get(KAFKA_LOCAL_MODULE)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(KAFKA_LOCAL_MODULE, KAFKA_LOCAL_PATH)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[KAFKA_LOCAL_MODULE] = module
-        spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -151,7 +137,7 @@ def _launcher_kafka(name: str, security: str) -> Iterator[KafkaCluster]:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:  # one broker per xdist worker, so no worker stops another's broker
         name = f"{name}-{worker}"
-    local = load_kafka_local().LocalKafka(name=name, port=0, security=security)
+    local = kafka_local.LocalKafka(name=name, port=0, security=security)
     started_here = not local.is_running()
     bootstrap = local.start(timeout=BROKER_START_TIMEOUT_S)
     try:
@@ -163,8 +149,8 @@ def _launcher_kafka(name: str, security: str) -> Iterator[KafkaCluster]:
 
 @pytest.fixture(scope="session")
 def kafka_launcher() -> ModuleType:
-    """The ``ops/kafka/kafka_local.py`` module (``LocalKafka``, ``ensure_jars``, ...)."""
-    return load_kafka_local()
+    """The ``worker.tools.kafka_local`` package (``LocalKafka``, ``ensure_jars``, ...)."""
+    return kafka_local
 
 
 @pytest.fixture(scope="session")
@@ -179,7 +165,7 @@ def kafka() -> Iterator[KafkaCluster]:
             try:
                 cluster = stack.enter_context(_testcontainers_kafka())
             except Exception as exc:  # e.g. the image cannot be pulled here
-                log.warning("testcontainers' Kafka did not start (%s); using ops/kafka/kafka_local.py", exc)
+                log.warning("testcontainers' Kafka did not start (%s); using worker.tools.kafka_local", exc)
         if cluster is None:
             cluster = stack.enter_context(_launcher_kafka("pytest", "plaintext"))
         wait_for_bootstrap(cluster)

@@ -10,7 +10,7 @@ import typer
 
 from schemas.export import JSON_DIR, export_json_schemas
 
-#: What ``riskstream produce --from`` reads (``worker.produce.read_event_file``).
+#: What ``riskstream produce --from`` reads (``worker.tools.produce.read_event_file``).
 EVENT_FILE_FORMAT = (
     "JSON Lines, one record per line: a TransactionEvent v1 object (schemas/json/transaction_event.v1.json), "
     'optionally with a boolean is_fraud member, or a labelled record {"event": {...}, "is_fraud": true} '
@@ -44,6 +44,17 @@ def schema_export(
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def _require_tools(command: str) -> None:
+    """The tools (demo, produce, verify, bench) are not in the container image, which runs the worker only."""
+    import importlib.util
+
+    if importlib.util.find_spec("worker.tools") is None:
+        raise _fail(
+            f"`riskstream {command}` is a tool this installation leaves out (the container image ships only "
+            "the worker); run it from a riskstream checkout or `pip install riskstream`"
+        )
 
 
 @app.command()
@@ -116,13 +127,14 @@ def verify(
     lost offsets, duplicates, per-key order violations, commits behind the end and card numbers.
     Exits 1 when something is lost, out of order or leaked.
     """
+    _require_tools("verify")
     import dataclasses
     import json
 
     from worker.errors import WorkerError
     from worker.kafka_clients import connection_config
     from worker.settings import load_settings
-    from worker.verify import verify as reconcile
+    from worker.tools.verify import verify as reconcile
 
     try:
         settings = load_settings(config_file)
@@ -171,14 +183,15 @@ def produce(
     are skipped and reported by line number and reason (never their content); the command then
     exits 1 after sending the valid ones.
     """
+    _require_tools("produce")
     from kafka import KafkaProducer
     from rich.progress import Progress
 
     from inference.synthetic import generate
     from worker.errors import WorkerError
     from worker.kafka_clients import connection_config
-    from worker.produce import BadLine, load_producer_config, outgoing_events, read_event_file, send_paced
     from worker.settings import load_settings
+    from worker.tools.produce import BadLine, load_producer_config, outgoing_events, read_event_file, send_paced
 
     try:
         settings = load_settings(config)
@@ -242,8 +255,9 @@ def demo(
     Without RISKSTREAM_KAFKA__BOOTSTRAP_SERVERS (or [kafka] in --config) a local Kafka broker is
     started from ops/kafka and stopped at the end. Exits 0 when every event got its outcome.
     """
-    from worker.demo import DemoOptions, run_demo
+    _require_tools("demo")
     from worker.errors import WorkerError
+    from worker.tools.demo import DemoOptions, run_demo
 
     options = DemoOptions(duration_s=duration, rate=rate, fraud_rate=fraud_rate, poison_rate=poison_rate,
                           model=model, config=config, seed=seed)  # fmt: skip
@@ -287,17 +301,18 @@ def bench(
     Sweeps offered loads (open loop) on one broker and writes JSON, a markdown table and a plot of
     p99 latency against load. With --engine, measures the scoring engine alone instead.
     """
+    _require_tools("bench")
     from worker.errors import WorkerError
 
     try:
         if engine:
-            from worker.bench.harness import engine_bench
+            from worker.tools.bench.harness import engine_bench
 
             engine_bench(model, variants=[v.strip() for v in variants.split(",") if v.strip()], as_json=as_json,
                          config_file=config)  # fmt: skip
             return
-        from worker.bench.harness import DEFAULT_LOADS, BenchConfig, run_bench
-        from worker.bench.report import OUTPUT_FILES
+        from worker.tools.bench.harness import DEFAULT_LOADS, BenchConfig, run_bench
+        from worker.tools.bench.report import OUTPUT_FILES
 
         try:
             bench_config = BenchConfig(

@@ -1,4 +1,4 @@
-"""The local broker launcher (ops/kafka/kafka_local.py) against real Kafka brokers."""
+"""The local broker launcher (worker.tools.kafka_local, run as ops/kafka/kafka_local.py) against real Kafka brokers."""
 
 import json
 import logging
@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaTimeoutError, SaslAuthenticationFailedError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +87,7 @@ def test_start_is_idempotent_and_status_reports_running(dedicated: Any, kafka_la
     assert status["listening"] is True
 
     # The CLI on the same instance: `start` prints only the bootstrap address; `status --json` agrees.
-    cli = [sys.executable, str(kafka_launcher.__file__)]
+    cli = [sys.executable, str(REPO_ROOT / "ops" / "kafka" / "kafka_local.py")]
     where = ["--name", dedicated.name, "--state-dir", str(dedicated.instance_dir)]
     started = subprocess.run([*cli, "start", *where], capture_output=True, text=True, timeout=120, check=True)
     assert started.stdout == f"{bootstrap}\n"

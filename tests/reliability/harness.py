@@ -22,9 +22,9 @@ from kafka.structs import TopicPartition
 
 from inference.synthetic import generate
 from tests.worker.harness import Topics
-from tests.worker.processes import WorkerProcess
-from worker.produce import outgoing_events, send_paced
-from worker.verify import VerifyReport, committed_behind, outcome_counts, verify
+from worker.tools.kit import WorkerProcess
+from worker.tools.produce import outgoing_events, send_paced
+from worker.tools.verify import VerifyReport, committed_behind, outcome_counts, verify
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Each scenario feeds a stream into a real broker, runs real worker processes with the real
 (tiny, trained) model, injects its fault, lets the run finish, and verifies with
-``worker.verify`` (read_committed): no input offset without an outcome, no duplicate in
+``worker.tools.verify`` (read_committed): no input offset without an outcome, no duplicate in
 exactly-once mode (at-least-once: only inside the uncommitted window), per-key order, commits at
 the end offsets, no card number anywhere. Each adds a row to the summary table printed at the end.
 """

@@ -14,9 +14,9 @@ from kafka import KafkaProducer
 
 from inference.synthetic import generate
 from worker.app import LoadedEngine, Worker
-from worker.produce import outgoing_events, send_paced
 from worker.settings import Settings, load_settings
-from worker.verify import committed_behind
+from worker.tools.produce import outgoing_events, send_paced
+from worker.tools.verify import committed_behind
 
 
 @dataclass(frozen=True)

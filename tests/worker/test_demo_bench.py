@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from worker.bench.harness import SYSTEMS, BenchConfig, run_bench
-from worker.bench.report import BenchResult, LatencyStats, PointResult, SystemSummary, markdown, write_outputs
-from worker.demo import BOOTSTRAP_ENV, bootstrap_configured, paced
+from worker.tools.bench.harness import SYSTEMS, BenchConfig, run_bench
+from worker.tools.bench.report import BenchResult, LatencyStats, PointResult, SystemSummary, markdown, write_outputs
+from worker.tools.kit import BOOTSTRAP_ENV, bootstrap_configured
+from worker.tools.produce import OutgoingEvent, send_paced
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,11 +49,31 @@ def test_bootstrap_is_configured_by_the_environment_or_the_config_file(
     assert bootstrap_configured(None)
 
 
-def test_paced_hands_items_on_at_the_rate_without_skipping_any() -> None:
-    started = time.perf_counter()
-    handed = [(item, time.perf_counter() - started) for item in paced(range(5), rate=1000.0)]
-    assert [item for item, _ in handed] == list(range(5))
-    assert handed[-1][1] >= 0.004 - 0.0006  # the fifth item is due 4 ms after the first
+class _RecordingProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, float]] = []
+
+    def send(self, topic: str, *, value: bytes, key: bytes) -> None:
+        self.sent.append((value, time.perf_counter()))
+
+    def flush(self) -> None:
+        return None
+
+
+def test_send_paced_takes_each_event_when_it_is_due_without_skipping_any() -> None:
+    taken: list[float] = []
+
+    def events() -> Any:
+        for index in range(5):
+            taken.append(time.perf_counter())  # a re-stamping generator stamps here
+            yield OutgoingEvent(b"k", str(index).encode(), str(index), False, None)
+
+    producer = _RecordingProducer()
+    report = send_paced(producer, "t", events(), count=None, rate=1000.0)  # type: ignore[arg-type]
+    assert report.sent == 5 and [value for value, _ in producer.sent] == [b"0", b"1", b"2", b"3", b"4"]
+    assert taken[-1] - taken[0] >= 0.004 - 0.0006  # the fifth event is due 4 ms after the first
+    # Each event is taken (stamped) only when it is due, right before it is sent.
+    assert all(sent_at - took < 0.002 for (_, sent_at), took in zip(producer.sent, taken, strict=True))
 
 
 def test_latency_stats_treat_unfinished_events_as_later_than_any_percentile_they_fall_on() -> None:

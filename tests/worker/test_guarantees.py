@@ -1,6 +1,6 @@
 """The worker's promises, against the real broker and the real (tiny, trained) model.
 
-Every test counts every record with :func:`worker.verify.verify`.
+Every test counts every record with :func:`worker.tools.verify.verify`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from tests.worker.harness import (
     wait_until,
     worker_settings,
 )
-from tests.worker.processes import WorkerProcess
 from worker.engine import LoadedEngine
-from worker.verify import VerifyReport, committed_behind, outcome_counts, verify
+from worker.tools.kit import WorkerProcess
+from worker.tools.verify import VerifyReport, committed_behind, outcome_counts, verify
 
 pytestmark = pytest.mark.slow
 GUARANTEES = ["at_least_once", "exactly_once"]

@@ -29,8 +29,8 @@ from tests.worker.harness import (
 )
 from worker.app import Worker
 from worker.errors import EXIT_UNDECODABLE
-from worker.produce import outgoing_events
-from worker.verify import outcome_counts, read_topic, verify
+from worker.tools.produce import outgoing_events
+from worker.tools.verify import outcome_counts, read_topic, verify
 
 
 def _records(count: int, seed: int) -> Iterator[tuple[bytes, bytes, None]]:

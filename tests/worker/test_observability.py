@@ -22,10 +22,10 @@ from tests.worker.harness import (
     wait_until,
     worker_settings,
 )
-from tests.worker.processes import WorkerProcess
 from worker.engine import LoadedEngine
-from worker.produce import TEST_PAN, outgoing_events, send_paced
-from worker.verify import read_topic, verify
+from worker.tools.kit import WorkerProcess
+from worker.tools.produce import TEST_PAN, outgoing_events, send_paced
+from worker.tools.verify import read_topic, verify
 
 pytestmark = pytest.mark.slow
 

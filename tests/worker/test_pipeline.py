@@ -9,7 +9,7 @@ import pytest
 
 from tests.worker.fakes import fake_loaded
 from tests.worker.harness import make_topics, produce_events, running_worker, wait_committed, worker_settings
-from worker.verify import verify
+from worker.tools.verify import verify
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from inference.synthetic import generate, write_jsonl
 from worker.cli import app
-from worker.produce import BadLine, read_event_file
-from worker.verify import read_topic
+from worker.tools.produce import BadLine, read_event_file
+from worker.tools.verify import read_topic
 
 SECRET_NAME = "Margaret Hamilton-Oyelaran"
 SSN = "078-05-1120"

@@ -20,8 +20,10 @@ import pytest
 
 from tests.worker.fakes import fake_loaded
 from tests.worker.harness import Topics, running_worker, worker_settings
-from tests.worker.processes import REPO_ROOT, settings_env
 from worker.errors import EXIT_AUTHENTICATION, EXIT_TLS, EXIT_TOPICS, EXIT_UNREACHABLE
+from worker.tools.kit import settings_env
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 

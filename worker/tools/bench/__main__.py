@@ -1,4 +1,4 @@
-"""``python -m worker.bench load|relay|naive``: the benchmark's helper processes (started by the harness).
+"""``python -m worker.tools.bench load|relay|naive``: the benchmark's helper processes (started by the harness).
 
 Kafka connection, consumer group, model and budget come from the riskstream settings (environment
 ``RISKSTREAM_*`` and ``--config``), the topics from the arguments.
@@ -10,14 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from worker.bench.loops import generate_load, naive, relay
 from worker.errors import WorkerError
 from worker.logs import configure_logging
 from worker.settings import load_settings
+from worker.tools.bench.loops import generate_load, naive, relay
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m worker.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m worker.tools.bench", description=__doc__)
     parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
     commands = parser.add_subparsers(dest="command", required=True)
     load = commands.add_parser("load", help="open-loop load generator")

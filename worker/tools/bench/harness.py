@@ -7,7 +7,7 @@ Method (what the numbers mean):
   log file under ``OUT/logs``. Systems run one after the other, each over the loads in ascending
   order, in one process per system (fresh topics and a fresh process again only if a point left a
   backlog behind).
-* Per point, a load-generator process (``python -m worker.bench load``) sends ``load`` events/s,
+* Per point, a load-generator process (``python -m worker.tools.bench load``) sends ``load`` events/s,
   open loop, for ``warmup_s`` and then for the ``seconds`` of the measurement window. Events carry
   the send time in ``event_time`` (and in their CreateTime).
 * A consumer in the harness reads the output topic (``read_committed``) and records, per
@@ -50,7 +50,10 @@ from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 from rich.console import Console
 
-from worker.bench.report import (
+from worker.errors import WorkerError
+from worker.kafka_clients import build_admin, connection_config
+from worker.settings import Settings, load_settings
+from worker.tools.bench.report import (
     BenchResult,
     LatencyStats,
     PointResult,
@@ -59,10 +62,8 @@ from worker.bench.report import (
     rate_text,
     write_outputs,
 )
-from worker.demo import BOOTSTRAP_ENV, bootstrap_configured, ensure_model, ensure_topics, kafka_for, load_kafka_launcher
-from worker.errors import WorkerError
-from worker.kafka_clients import build_admin, connection_config
-from worker.settings import Settings, load_settings
+from worker.tools.demo import ensure_model
+from worker.tools.kit import BOOTSTRAP_ENV, bootstrap_configured, broker_for, ensure_topics
 
 SYSTEMS = ("relay", "naive", "riskstream-alo", "riskstream-eos")
 # Dense where the naive baseline gives out (its limit sets the headline ratio), then roughly x1.5 per step.
@@ -239,7 +240,7 @@ class _Session:
             })  # fmt: skip
             command = [sys.executable, "-m", "worker", "worker", *config]
         else:
-            command = [sys.executable, "-m", "worker.bench", *config, self.system, "--input", self.input,
+            command = [sys.executable, "-m", "worker.tools.bench", *config, self.system, "--input", self.input,
                        "--output", self.output, "--ready-file", str(self._ready_file)]  # fmt: skip
         # Our own interpreter and modules with arguments we built: nothing here comes from a shell.
         return subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
@@ -347,9 +348,11 @@ class _Session:
         ctx = self.ctx
         report_path = ctx.logs / f"{self.name}-{role}-{load:g}.load.json"
         config = ["--config", str(ctx.config.config_file)] if ctx.config.config_file else []
-        command = [sys.executable, "-m", "worker.bench", *config, "load", "--topic", self.input, "--rate", f"{load:g}",
-                   "--warmup", f"{ctx.config.warmup_s:g}", "--seconds", f"{ctx.config.seconds:g}",
-                   "--seed", str(next(self._seeds)), "--report", str(report_path)]  # fmt: skip
+        command = [
+            *(sys.executable, "-m", "worker.tools.bench", *config, "load", "--topic", self.input),
+            *("--rate", f"{load:g}", "--warmup", f"{ctx.config.warmup_s:g}", "--seconds", f"{ctx.config.seconds:g}"),
+            *("--seed", str(next(self._seeds)), "--report", str(report_path)),
+        ]
         generator = subprocess.Popen(command, env=ctx.env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
         deadline = time.monotonic() + ctx.config.warmup_s + ctx.config.seconds + _LOAD_SLACK_S
         try:
@@ -527,7 +530,7 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> BenchResul
     logs = config.out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with kafka_for(settings, configured=configured, instance="bench", console=console) as settings:
+    with broker_for(settings, configured=configured, instance="bench", status=console.status) as settings:
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         if not configured:
             env[BOOTSTRAP_ENV] = settings.kafka.bootstrap_servers
@@ -546,7 +549,7 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> BenchResul
                 "partitions": config.partitions,
                 "stop_factor": config.stop_factor,
                 "completion_timeout_s": config.completion_timeout_s,
-                "kafka_version": None if configured else load_kafka_launcher().KAFKA_VERSION,
+                "kafka_version": None if configured else _local_kafka_version(),
                 "riskstream": {
                     "batching": settings.batching.model_dump(mode="json"),
                     "backpressure": settings.backpressure.model_dump(mode="json"),
@@ -567,6 +570,12 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> BenchResul
             write_outputs(result, config.out_dir)
     _print_comparisons(result, console)
     return result
+
+
+def _local_kafka_version() -> str:
+    from worker.tools.kafka_local import KAFKA_VERSION
+
+    return KAFKA_VERSION
 
 
 def _print_comparisons(result: BenchResult, console: Console) -> None:

@@ -168,7 +168,7 @@ def send_paced(
             # Wait *before* taking the next event: its event_time is stamped when it is taken, so
             # it then matches the record's CreateTime instead of running ahead of it.
             delay = started + index / rate - time.perf_counter()
-            if delay > 0.002:
+            if delay > 0.0005:
                 time.sleep(delay)
         item = next(source, None)
         if item is None:
@@ -195,3 +195,10 @@ def send_paced(
 def load_producer_config() -> dict[str, Any]:
     """Producer options for load generation: throughput over latency, still durable."""
     return {"acks": "all", "linger_ms": 5, "enable_idempotence": True}
+
+
+def measuring_producer_config() -> dict[str, Any]:
+    """``riskstream produce``'s producer options without linger: a load generator that measures
+    event-to-score latency must not add a batching delay of its own (under load, records still
+    batch while a request is in flight)."""
+    return {**load_producer_config(), "linger_ms": 0}

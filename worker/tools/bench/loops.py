@@ -1,6 +1,6 @@
 """The processes a benchmark runs besides riskstream: the load generator and the two alternatives.
 
-Each runs as its own OS process (``python -m worker.bench load|relay|naive``), so the load
+Each runs as its own OS process (``python -m worker.tools.bench load|relay|naive``), so the load
 generator, the system under test and the harness's measuring consumer never share an interpreter
 lock. Kafka connection and security come from the riskstream settings (environment and
 ``--config``), exactly as for ``riskstream worker``.
@@ -27,10 +27,9 @@ from typing import Any
 import structlog
 from kafka import KafkaConsumer, KafkaProducer
 
-from worker.demo import measuring_producer_config, paced
 from worker.kafka_clients import build_consumer, build_producer, connection_config
-from worker.produce import OutgoingEvent, outgoing_events, send_paced
 from worker.settings import Settings
+from worker.tools.produce import OutgoingEvent, measuring_producer_config, outgoing_events, send_paced
 
 log = structlog.get_logger("riskstream.bench")
 
@@ -84,7 +83,7 @@ def generate_load(
 
     The events are generated before the clock starts (the generator costs more than sending), and
     serialized as they are sent, which stamps ``event_time`` with the send time. The producer does
-    not linger (see :func:`worker.demo.measuring_producer_config`).
+    not linger (see :func:`worker.tools.produce.measuring_producer_config`).
     """
     from inference.synthetic import generate
 
@@ -109,8 +108,8 @@ def generate_load(
         sent += 1
 
     try:
-        events = outgoing_events(paced(items, rate))  # stamped as sent (see `paced`)
-        outcome = send_paced(producer, topic, events, count=total, rate=None, on_sent=on_sent)
+        # send_paced waits before it takes each event, so outgoing_events stamps it as it is sent.
+        outcome = send_paced(producer, topic, outgoing_events(items), count=total, rate=rate, on_sent=on_sent)
     finally:
         producer.close(timeout=10)
     start_ms, end_ms = window_ms[0], window_ms[-1]
