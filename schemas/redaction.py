@@ -57,9 +57,10 @@ SSN_PLACEHOLDER = "[SSN]"
 _FIRST_GROUP_DIGITS = 4
 _MAX_GROUP_DIGITS = 6
 
-# Cheap pre-check: 12 digits with at most one separator between neighbours. Text without it holds
-# no PAN, which is most text; only text with it is split into words.
-_MAYBE_PAN = re.compile(r"\d(?:[ -]?\d){11}")
+# Cheap pre-check, a necessary condition: 12 digits in one group, or a four-digit group, a separator
+# and 8 more digits with at most one separator between neighbours. Text without it holds no PAN,
+# which is most text (offset ranges like 123456-123519 included); only text with it is split into words.
+_MAYBE_PAN = re.compile(r"\d{4}(?:\d{8}|[ -]\d(?:[ -]?\d){7})")
 # Numeric words (maximal runs of word characters and dashes holding no letter or underscore) joined
 # by single spaces. Atomic groups: a word is taken whole or not at all.
 _NUMERIC_RUN = re.compile(r"(?<![\w-])(?>-*\d[\d-]*)(?![\w-])(?: (?>-*\d[\d-]*)(?![\w-]))*")
@@ -84,7 +85,8 @@ _NANP = re.compile(
     r"(?<![\w+().-])(?:1[ .-]?)?"
     r"(?:\([2-9][0-9]{2}\) ?[2-9][0-9]{2}[ .-]|[2-9][0-9]{2}([.-])[2-9][0-9]{2}\1)[0-9]{4}(?![\w-])"
 )
-_SSN = re.compile(r"(?<![\w-])[0-9]{3}([- ])[0-9]{2}\1[0-9]{4}(?![\w-])")
+# The look-behind comes after the first three digits so that the scan can skip to digits quickly.
+_SSN = re.compile(r"[0-9]{3}(?<![\w-][0-9]{3})([- ])[0-9]{2}\1[0-9]{4}(?![\w-])")
 _PHONE_MIN_DIGITS = 7
 _PHONE_MAX_DIGITS = 15
 
