@@ -27,7 +27,7 @@ What callers may rely on:
 
 * The same ``(count, seed, fraud_rate, start, accounts, days)`` yields the same events, byte for byte.
 * Every event passes ``schemas.decode(event.model_dump_json().encode())``: ids are letters only
-  (never a 13-19 digit run that could look like a PAN), codes come from ``schemas.iso``.
+  (never a 12-19 digit number that could look like a PAN), codes come from ``schemas.iso``.
 * ``event_time`` falls on one of ``days`` local calendar days from ``start``'s date, in the account's
   UTC offset (so within 14 hours of ``[start, start + days)``), with a realistic hour-of-day
   profile; events are **not** in time order.

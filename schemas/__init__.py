@@ -1,9 +1,10 @@
 """Wire contracts of riskstream: the messages on the input, scores and dead-letter topics."""
 
 from schemas.dead_letter import DeadLetter, DeadLetterSource, ErrorKind, build_dead_letter
-from schemas.decode import MAX_EVENT_BYTES, DecodeError, decode
+from schemas.decode import MAX_EVENT_BYTES, DecodeError, decode, identifier_fields_with_pan
 from schemas.events import CardRef, Channel, EntryMode, Merchant, TransactionEvent
-from schemas.redaction import contains_pan, mask_pans, redact_payload
+from schemas.minimise import minimise_payload
+from schemas.redaction import contains_pan, mask_identifier, mask_pans, redact_text
 from schemas.scores import Decision, ModelRef, RiskScore, SourceRef
 
 __all__ = [
@@ -24,6 +25,9 @@ __all__ = [
     "build_dead_letter",
     "contains_pan",
     "decode",
+    "identifier_fields_with_pan",
+    "mask_identifier",
     "mask_pans",
-    "redact_payload",
+    "minimise_payload",
+    "redact_text",
 ]

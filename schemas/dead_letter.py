@@ -1,20 +1,28 @@
-"""``DeadLetter`` v1: a record riskstream could not score, with why, redacted."""
+"""``DeadLetter`` v1: a record riskstream could not score, with why, redacted and minimised.
+
+A dead letter holds what is needed to find and replay the record and nothing more: its source
+coordinates, the error kind, a redacted message, and the payload cut down to the wire schema's
+known fields with every value redacted; unknown fields are named, never copied
+(:mod:`schemas.minimise`).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, NonNegativeInt
+from pydantic import AwareDatetime, Field, NonNegativeInt, StringConstraints
 
 from schemas.events import WireModel
-from schemas.redaction import mask_pans, redact_payload
+from schemas.minimise import MAX_FIELD_NAME_CHARS, MAX_UNKNOWN_FIELDS, minimise_payload
+from schemas.redaction import redact_text
 from schemas.types import Identifier, KafkaTopic
 
 DEAD_LETTER_VERSION: Literal[1] = 1
 MAX_ERROR_CHARS = 2048
 MAX_PAYLOAD_CHARS = 4096
+MAX_KEY_CHARS = 256
 
 
 class ErrorKind(StrEnum):
@@ -43,7 +51,11 @@ class DeadLetterSource(WireModel):
     offset: NonNegativeInt
     # An ISO timestamp, not epoch milliseconds: 13-digit numbers trip PAN scanners one time in ten.
     timestamp: AwareDatetime | None = Field(default=None, description="The record's Kafka timestamp.")
-    key: str | None = Field(default=None, max_length=256, description="The record key, redacted.")
+    key: str | None = Field(
+        default=None,
+        max_length=MAX_KEY_CHARS,
+        description="The record key, redacted (card numbers masked with *, e-mails, phones and SSNs replaced).",
+    )
 
 
 class DeadLetter(WireModel):
@@ -53,10 +65,21 @@ class DeadLetter(WireModel):
     error: str = Field(max_length=MAX_ERROR_CHARS, description="What went wrong, redacted; never raw input.")
     payload: str = Field(
         max_length=MAX_PAYLOAD_CHARS,
-        description="The record value, redacted (PANs masked, CVV/PIN fields dropped) and truncated.",
+        description=(
+            "JSON object text of the record's known TransactionEvent fields only, every value redacted; for a "
+            "value that is not a JSON object, only known members found by pattern. Empty for an empty value."
+        ),
     )
     payload_bytes: NonNegativeInt = Field(description="Size of the original record value in bytes.")
-    payload_truncated: bool
+    payload_truncated: bool = Field(description="True when a value or the payload was cut to its limit.")
+    unknown_fields: list[Annotated[str, StringConstraints(max_length=MAX_FIELD_NAME_CHARS)]] = Field(
+        default_factory=list,
+        max_length=MAX_UNKNOWN_FIELDS,
+        description="Dotted names (redacted) of fields the wire schema does not know; their values are never kept.",
+    )
+    unknown_fields_omitted: NonNegativeInt = Field(
+        default=0, description="How many more unknown fields there were than unknown_fields lists."
+    )
     worker_id: Identifier
     failed_time: AwareDatetime
 
@@ -74,16 +97,21 @@ def build_dead_letter(
     worker_id: str,
     failed_time: datetime,
 ) -> DeadLetter:
-    """A dead letter for one record: key, error text and payload are redacted here, once."""
-    payload, truncated = redact_payload(value or b"", limit=MAX_PAYLOAD_CHARS)
-    key_text = None if key is None else mask_pans(key.decode("utf-8", errors="replace"))[:256]
+    """A dead letter for one record: key, error text and payload are minimised and redacted here, once."""
+    payload = minimise_payload(value, limit=MAX_PAYLOAD_CHARS)
+    key_text = None
+    if key is not None:
+        # Redacted before the cut, so that the cut cannot split a card number and leave it unmasked.
+        key_text = redact_text(key[: 4 * (MAX_KEY_CHARS + 64)].decode("utf-8", errors="replace"))[:MAX_KEY_CHARS]
     return DeadLetter(
         source=DeadLetterSource(topic=topic, partition=partition, offset=offset, timestamp=timestamp, key=key_text),
         error_type=kind,
-        error=mask_pans(error)[:MAX_ERROR_CHARS],
-        payload=payload,
+        error=redact_text(error[: MAX_ERROR_CHARS + 320])[:MAX_ERROR_CHARS],
+        payload=payload.text,
         payload_bytes=len(value or b""),
-        payload_truncated=truncated,
+        payload_truncated=payload.truncated,
+        unknown_fields=list(payload.unknown_fields),
+        unknown_fields_omitted=payload.unknown_fields_omitted,
         worker_id=worker_id,
         failed_time=failed_time,
     )

@@ -5,11 +5,16 @@ anything is parsed, compressed bodies are refused rather than inflated (message 
 belongs in Kafka's record batches, where the broker bounds it), UTF-8 is checked before JSON, and
 JSON nesting is bounded by the parser. Error messages are built from the field path and the kind
 of problem only; pydantic's view of the raw input never reaches them, and they are redacted anyway.
+
+Card numbers: a PAN in free text (``merchant.name``) is refused (``pan_detected``). A PAN-looking
+*identifier* (an account keyed by its card number, an all-digit DPAN-like token) is not a reason to
+refuse the event: it is scored, and riskstream masks the identifier wherever it writes it
+(:func:`identifier_fields_with_pan`, :func:`schemas.redaction.mask_identifier`), unless the caller
+asks to refuse it (``refuse_pan_in_identifiers=True``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.dead_letter import ErrorKind
 from schemas.events import TransactionEvent
-from schemas.redaction import contains_pan, is_sensitive_key, mask_pans
+from schemas.redaction import contains_pan, is_sensitive_key, redact_text
 
 #: Default upper bound for one event's serialized size. Real events are well under 1 KiB.
 MAX_EVENT_BYTES = 64 * 1024
@@ -25,6 +30,11 @@ _MAX_REPORTED_PROBLEMS = 5
 _MAX_LOC_CHARS = 64
 # gzip, zlib (default/best compression), zstd frame, bzip2, xz/lzma.
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x78\x9c", b"\x78\xda", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ")
+
+#: String fields that name things: a PAN-looking value in one is masked on output, not refused.
+IDENTIFIER_FIELDS = ("transaction_id", "account_id", "merchant.merchant_id", "device_id", "card.token")
+#: String fields a human typed: a PAN in one is always refused.
+FREE_TEXT_FIELDS = ("merchant.name",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +51,26 @@ def _loc_text(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) if parts else "<root>"
 
 
-def _strings(value: Any) -> Iterator[str]:
-    """Every string in a validated model, including mapping keys."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, BaseModel):
-        for item in value.__dict__.values():
-            yield from _strings(item)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(key)
-            yield from _strings(item)
+def field_value(event: BaseModel, path: str) -> Any:
+    """The value at a dotted field path (``"merchant.name"``) of a validated model."""
+    value: Any = event
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _fields_with_pan(event: TransactionEvent, paths: tuple[str, ...]) -> tuple[str, ...]:
+    found = []
+    for path in paths:
+        value = field_value(event, path)
+        if isinstance(value, str) and contains_pan(value):
+            found.append(path)
+    return tuple(found)
+
+
+def identifier_fields_with_pan(event: TransactionEvent) -> tuple[str, ...]:
+    """Dotted paths of the identifier fields (``IDENTIFIER_FIELDS``) whose value holds a PAN."""
+    return _fields_with_pan(event, IDENTIFIER_FIELDS)
 
 
 def _from_validation_error(exc: ValidationError) -> DecodeError:
@@ -60,7 +79,7 @@ def _from_validation_error(exc: ValidationError) -> DecodeError:
     if first["type"] == "json_invalid":
         reason = str(first["msg"])
         kind = ErrorKind.TOO_DEEP if "recursion limit" in reason else ErrorKind.MALFORMED_JSON
-        return DecodeError(kind, mask_pans(reason))
+        return DecodeError(kind, redact_text(reason))
     if first["type"] == "model_type" and not first["loc"]:
         return DecodeError(ErrorKind.NOT_AN_OBJECT, "the payload must be a JSON object")
     locs = [_loc_text(error["loc"]) for error in errors]
@@ -72,8 +91,8 @@ def _from_validation_error(exc: ValidationError) -> DecodeError:
         # The field's value is never echoed; its name tells the producer what to stop sending.
         return DecodeError(
             ErrorKind.SENSITIVE_FIELD,
-            mask_pans(f"sensitive authentication data must not be sent: {', '.join(sensitive)}"),
-            tuple(mask_pans(loc) for loc in sensitive),
+            redact_text(f"sensitive authentication data must not be sent: {', '.join(sensitive)}"),
+            tuple(redact_text(loc) for loc in sensitive),
         )
     if any(error["loc"] == ("schema_version",) for error in errors):
         return DecodeError(
@@ -85,11 +104,17 @@ def _from_validation_error(exc: ValidationError) -> DecodeError:
     more = len(errors) - _MAX_REPORTED_PROBLEMS
     if more > 0:
         problems += f"; and {more} more"
-    return DecodeError(ErrorKind.SCHEMA_INVALID, mask_pans(problems), tuple(mask_pans(loc) for loc in locs))
+    return DecodeError(ErrorKind.SCHEMA_INVALID, redact_text(problems), tuple(redact_text(loc) for loc in locs))
 
 
-def decode(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> TransactionEvent | DecodeError:
-    """Decode one record value. Returns the event, or a ``DecodeError`` saying why not."""
+def decode(
+    data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES, refuse_pan_in_identifiers: bool = False
+) -> TransactionEvent | DecodeError:
+    """Decode one record value. Returns the event, or a ``DecodeError`` saying why not.
+
+    A PAN in free text is always a ``pan_detected`` error; a PAN-looking identifier is one only
+    when ``refuse_pan_in_identifiers`` is set (otherwise the caller masks it on output).
+    """
     if not data:
         return DecodeError(ErrorKind.EMPTY, "empty record value (tombstone or zero bytes)")
     if len(data) > max_bytes:
@@ -104,19 +129,13 @@ def decode(data: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> Transacti
         event = TransactionEvent.model_validate_json(text)
     except ValidationError as exc:
         return _from_validation_error(exc)
-    pan_fields = [name for name in _field_paths_with_pan(event)]
+    pan_fields = _fields_with_pan(event, FREE_TEXT_FIELDS)
+    if refuse_pan_in_identifiers:
+        pan_fields += identifier_fields_with_pan(event)
     if pan_fields:
         return DecodeError(
             ErrorKind.PAN_DETECTED,
             f"a full card number (PAN) was found in: {', '.join(pan_fields)}; send only token, BIN and last4",
-            tuple(pan_fields),
+            pan_fields,
         )
     return event
-
-
-def _field_paths_with_pan(event: TransactionEvent) -> list[str]:
-    found = []
-    for name, value in event.__dict__.items():
-        if any(contains_pan(text) for text in _strings(value)):
-            found.append(name)
-    return found

@@ -1,37 +1,94 @@
-"""Card-data redaction: the last line of defence for every error text, log line and dead letter.
+"""Card-data and personal-data redaction: the last line of defence for every error text and log line.
 
 PCI DSS v4.0 requirement 3.4.1 allows at most the BIN (first six) and the last four digits of a
 primary account number (PAN) to be displayed; 3.3.1 forbids storing sensitive authentication data
 (CVV/CVC, PIN blocks, track data) after authorisation. Everything riskstream writes about a record
-it could not process goes through :func:`mask_pans` and, for payloads, :func:`redact_payload`.
+it could not process goes through :func:`redact_text`; dead-letter payloads are first cut down to
+the wire schema's known fields (:mod:`schemas.minimise`).
 
-A PAN is 13 to 19 digits, optionally split by single spaces or dashes, that pass the Luhn check
-as a whole. Formatted numbers are checked group-aligned (so a PAN next to another number is still
-found), and unbroken digit runs longer than 19 are searched window by window, so a PAN glued to
-other digits is found too (at the price of false positives, which only ever mask more).
-Masking replaces the middle digits with ``*``; the separators stay, so a masked value is still
-recognisable to a human reading a dead letter.
+**What counts as a PAN.** 12 to 19 digits that pass the Luhn check, *delimited as a number*:
+
+* A *word* is a maximal run of word characters (letters, digits, ``_``) and dashes. A word that
+  holds a letter or an underscore is an identifier, a hex string or a token (a UUID, a SHA-256,
+  ``tok_...``, ``a3f4111111111111111b``, ``txn-4111111111111111``) and never holds a PAN; a word
+  of digits and dashes is *numeric*.
+* Numeric words joined by single spaces, and digit groups inside them joined by single dashes,
+  form a run (``4111 1111 1111 1111``, ``4111-1111-1111-1111``). In a run, a single group of 12-19
+  digits is a candidate, and so is a sequence of whole consecutive groups written the way card
+  numbers are written: a four-digit first group, groups of at most six digits
+  (``4-4-4-4``, Amex ``4-6-5``, Diners ``4-6-4``, ``4-4-4-4-3``). Candidates are checked as a whole
+  with Luhn, so a spaced PAN next to other numbers (``qty 2 4111 1111 1111 1111``) is still found.
+* A single group of more than 19 digits is another kind of number (an ARN has 23), not a PAN.
+
+So a realistic hex or UUID identifier never matches, while an all-digit Luhn-valid identifier (an
+account keyed by card number, a DPAN-like token) does, one time in ten for random 12-19 digit ids;
+identifier fields are therefore *masked* rather than refused (:mod:`schemas.decode`).
+
+**Masking** replaces digits with ``*`` and keeps the separators: at most the BIN (first six) and
+the last four stay visible, and at least six digits are always hidden (a 12-digit PAN keeps its
+first two and last four).
+
+**Other personal data** in free text: e-mail addresses, phone numbers (E.164 ``+<7-15 digits>``
+with spaces, dots, dashes or parentheses; North American ``(415) 555-2671``, ``415-555-2671``,
+``415.555.2671``, ``1-800-555-1234``) and US-SSN-like ids (``123-45-6789``, ``123 45 6789``) are
+replaced by ``[EMAIL]``, ``[PHONE]`` and ``[SSN]``. Unformatted nine-digit numbers are not taken
+for SSNs, space-only national numbers (``415 555 2671``) are not taken for phones, and national
+formats other than North American ones are not recognised: all of them would eat offsets, sizes
+and counts in log lines.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
-from typing import Any
 
-PAN_MIN_DIGITS = 13
+PAN_MIN_DIGITS = 12
 PAN_MAX_DIGITS = 19
 VISIBLE_PREFIX = 6
 VISIBLE_SUFFIX = 4
+MIN_HIDDEN_DIGITS = 6
 MASK_CHAR = "*"
 REDACTED = "[REDACTED]"
+EMAIL_PLACEHOLDER = "[EMAIL]"
+PHONE_PLACEHOLDER = "[PHONE]"
+SSN_PLACEHOLDER = "[SSN]"
+# A multi-group candidate starts with a group of this many digits; no group of it is longer than
+# _MAX_GROUP_DIGITS (every way card numbers are printed or typed: 4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3).
+_FIRST_GROUP_DIGITS = 4
+_MAX_GROUP_DIGITS = 6
 
-# Digit groups joined by single spaces or dashes: the shapes a PAN is written in.
-_DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
+# Cheap pre-check, a necessary condition: 12 digits in one group, or a four-digit group, a separator
+# and 8 more digits with at most one separator between neighbours. Text without it holds no PAN,
+# which is most text (offset ranges like 123456-123519 included); only text with it is split into words.
+_MAYBE_PAN = re.compile(r"\d{4}(?:\d{8}|[ -]\d(?:[ -]?\d){7})")
+# Numeric words (maximal runs of word characters and dashes holding no letter or underscore) joined
+# by single spaces. Atomic groups: a word is taken whole or not at all.
+_NUMERIC_RUN = re.compile(r"(?<![\w-])(?>-*\d[\d-]*)(?![\w-])(?: (?>-*\d[\d-]*)(?![\w-]))*")
+# Digit groups joined by exactly one separator, inside a numeric run.
+_JOINED_GROUPS = re.compile(r"\d+(?:[ -]\d+)*")
 _DIGIT_GROUP = re.compile(r"\d+")
 # Luhn doubling: digit d doubled, with 9 subtracted when the result has two digits.
 _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[\w.%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}"
+    r"(?![\w-])"
+)
+# E.164: "+", then digits with single spaces, dots, dashes or parentheses between them (the digits
+# are counted in _replace_e164: 7 to 15).
+_E164 = re.compile(r"(?<![\w+])\+(?>[\d() .-]*\d)")
+_E164_SEPARATOR = re.compile(r"[ .-]?[()]?[ .-]?|[()]")
+# North American Numbering Plan: area code and exchange start with 2-9.
+# Written with a parenthesised area code, or with the same dash or dot twice: "415 555 2671" is
+# not taken, it is as likely three numbers in a log line ("sizes 256 512 1024").
+_NANP = re.compile(
+    r"(?<![\w+().-])(?:1[ .-]?)?"
+    r"(?:\([2-9][0-9]{2}\) ?[2-9][0-9]{2}[ .-]|[2-9][0-9]{2}([.-])[2-9][0-9]{2}\1)[0-9]{4}(?![\w-])"
+)
+# The look-behind comes after the first three digits so that the scan can skip to digits quickly.
+_SSN = re.compile(r"[0-9]{3}(?<![\w-][0-9]{3})([- ])[0-9]{2}\1[0-9]{4}(?![\w-])")
+_PHONE_MIN_DIGITS = 7
+_PHONE_MAX_DIGITS = 15
 
 # Sensitive authentication data and secrets: fields with these names are dropped from payloads.
 _SENSITIVE_TOKENS = frozenset(
@@ -48,8 +105,6 @@ _SENSITIVE_JOINED = frozenset(
     }
 )  # fmt: skip
 _KEY_TOKEN = re.compile(r"[A-Z]?[a-z]+\d*|[A-Z]+\d*(?![a-z])|\d+")
-# "key": value — a JSON member whose value is a string literal or a bare token.
-_JSON_MEMBER = re.compile(r'"((?:[^"\\]|\\.){1,128})"(\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}\]\s]+)')
 
 
 def luhn_valid(digits: str) -> bool:
@@ -61,84 +116,125 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _windows_in_group(values: list[int]) -> Iterator[tuple[int, int]]:
-    """Yield (start, end) of every Luhn-valid 13-19 digit window in a long unbroken digit group.
-
-    Uses two prefix sums (one per parity of the window's last digit) so that each window is
-    checked in O(1): in a window ending at index ``e``, the digit at ``k`` is doubled exactly
-    when ``e - k`` is odd.
-    """
-    n = len(values)
-    prefix = ([0] * (n + 1), [0] * (n + 1))
-    for k, value in enumerate(values):
-        for parity in (0, 1):
-            weighted = value if k % 2 == parity else _DOUBLED[value]
-            prefix[parity][k + 1] = prefix[parity][k] + weighted
-    for start in range(n - PAN_MIN_DIGITS + 1):
-        for length in range(PAN_MIN_DIGITS, min(PAN_MAX_DIGITS, n - start) + 1):
-            end = start + length
-            sums = prefix[(end - 1) % 2]
-            if (sums[end] - sums[start]) % 10 == 0:
-                yield start, end
-
-
-def _pans_in_run(groups: list[list[int]]) -> Iterator[tuple[int, int]]:
-    """Yield (start, end) digit indices of every PAN in a run of digit groups.
-
-    A run is digit groups joined by single spaces or dashes ("4111 1111 1111 1111 2"). Any
-    sequence of whole consecutive groups holding 13-19 digits is a candidate, checked as a whole;
-    so is every 13-19 digit window of a single group longer than 19 digits. Formatted PANs next to
-    other numbers are found, while an unformatted 16-digit id is only flagged when it is itself
-    Luhn-valid.
-    """
-    offsets = [0]
-    for group in groups:
-        offsets.append(offsets[-1] + len(group))
-    for first in range(len(groups)):
-        if len(groups[first]) > PAN_MAX_DIGITS:
-            for start, end in _windows_in_group(groups[first]):
-                yield offsets[first] + start, offsets[first] + end
+def _pan_group_spans(groups: list[str]) -> Iterator[tuple[int, int]]:
+    """Yield ``(first, stop)`` group indices of every PAN among joined digit groups."""
+    for first, head in enumerate(groups):
+        if PAN_MIN_DIGITS <= len(head) <= PAN_MAX_DIGITS and luhn_valid(head):
+            yield first, first + 1
+        if len(head) != _FIRST_GROUP_DIGITS:
             continue
-        for last in range(first, len(groups)):
-            length = offsets[last + 1] - offsets[first]
-            if length > PAN_MAX_DIGITS or len(groups[last]) > PAN_MAX_DIGITS:
+        digits = head
+        for last in range(first + 1, len(groups)):
+            group = groups[last]
+            digits += group
+            if len(group) > _MAX_GROUP_DIGITS or len(digits) > PAN_MAX_DIGITS:
                 break
-            if length >= PAN_MIN_DIGITS:
-                digits = [d for group in groups[first : last + 1] for d in group]
-                if luhn_valid("".join(map(str, digits))):
-                    yield offsets[first], offsets[last + 1]
+            if len(digits) >= PAN_MIN_DIGITS and luhn_valid(digits):
+                yield first, last + 1
 
 
-def _masked_run(run: str) -> str | None:
-    """The run with PAN digits masked, or None when it holds no Luhn-valid PAN."""
-    positions = [i for i, char in enumerate(run) if char.isdigit()]
-    if len(positions) < PAN_MIN_DIGITS:
-        return None
-    groups = [[int(char) for char in match.group()] for match in _DIGIT_GROUP.finditer(run)]
+def _hidden_digits(length: int) -> range:
+    """Indices (among a PAN's digits) to mask: all but at most BIN + last four, at least six."""
+    prefix = max(0, min(VISIBLE_PREFIX, length - VISIBLE_SUFFIX - MIN_HIDDEN_DIGITS))
+    return range(prefix, length - VISIBLE_SUFFIX)
+
+
+def _masked_joined(text: str) -> str | None:
+    """``text`` (digit groups joined by single separators) with its PANs masked; None without any."""
+    matches = list(_DIGIT_GROUP.finditer(text))
+    groups = [match.group() for match in matches]
     hidden: set[int] = set()
-    for start, end in _pans_in_run(groups):
-        hidden.update(range(start + VISIBLE_PREFIX, end - VISIBLE_SUFFIX))
+    for first, stop in _pan_group_spans(groups):
+        positions = [index for match in matches[first:stop] for index in range(match.start(), match.end())]
+        hidden.update(positions[digit] for digit in _hidden_digits(len(positions)))
     if not hidden:
         return None
-    chars = list(run)
-    for digit_index in hidden:
-        chars[positions[digit_index]] = MASK_CHAR
+    chars = list(text)
+    for index in hidden:
+        chars[index] = MASK_CHAR
     return "".join(chars)
 
 
+def _masked_run(run: str) -> str | None:
+    """A numeric run with its PANs masked, or None when it holds none."""
+    pieces: list[str] = []
+    end = 0
+    for match in _JOINED_GROUPS.finditer(run):
+        masked = _masked_joined(match.group())
+        if masked is not None:
+            pieces.extend((run[end : match.start()], masked))
+            end = match.end()
+    if not pieces:
+        return None
+    pieces.append(run[end:])
+    return "".join(pieces)
+
+
 def contains_pan(text: str) -> bool:
-    """Whether ``text`` contains a Luhn-valid run of 13-19 digits (spaces/dashes allowed)."""
-    return any(_masked_run(match.group()) is not None for match in _DIGIT_RUN.finditer(text))
+    """Whether ``text`` holds a PAN: 12-19 digits, Luhn-valid, delimited as a number (see module doc)."""
+    if _MAYBE_PAN.search(text) is None:
+        return False
+    return any(_masked_run(match.group()) is not None for match in _NUMERIC_RUN.finditer(text))
 
 
 def mask_pans(text: str) -> str:
-    """Mask every PAN in ``text`` to at most its BIN and last four digits."""
+    """Mask every PAN in ``text`` to at most its BIN and last four digits (separators kept)."""
+    if _MAYBE_PAN.search(text) is None:
+        return text
 
     def replace(match: re.Match[str]) -> str:
         masked = _masked_run(match.group())
         return match.group() if masked is None else masked
 
-    return _DIGIT_RUN.sub(replace, text)
+    return _NUMERIC_RUN.sub(replace, text)
+
+
+def mask_identifier(value: str) -> str:
+    """An identifier with every PAN in it masked to at most BIN + last four (``411111******1111``).
+
+    The result has the same length and stays a valid output identifier (``*`` is allowed there);
+    an identifier without a PAN comes back unchanged.
+    """
+    return mask_pans(value)
+
+
+def _replace_e164(match: re.Match[str]) -> str:
+    """``[PHONE]`` for the longest E.164-shaped prefix of 7-15 digits, the rest of the match kept."""
+    text = match.group()
+    groups = list(_DIGIT_GROUP.finditer(text))
+    count = len(groups[0].group())
+    stop = 1
+    if count < _PHONE_MIN_DIGITS:
+        # Written in groups ("+44 20 7946 0958"): take following groups while they fit.
+        while stop < len(groups):
+            separator = text[groups[stop - 1].end() : groups[stop].start()]
+            size = len(groups[stop].group())
+            if _E164_SEPARATOR.fullmatch(separator) is None or count + size > _PHONE_MAX_DIGITS:
+                break
+            count += size
+            stop += 1
+    if not _PHONE_MIN_DIGITS <= count <= _PHONE_MAX_DIGITS:
+        return text
+    end = groups[stop - 1].end()
+    if stop < len(groups) or end < len(text):
+        # A closing parenthesis right after the last digit belongs to the number.
+        end += 1 if text[end : end + 1] == ")" else 0
+    return PHONE_PLACEHOLDER + text[end:]
+
+
+def redact_text(text: str) -> str:
+    """Free text made safe to write: PANs masked; e-mails, phone numbers and SSN-like ids replaced.
+
+    Used for every error message, dead-letter value and log line. Timestamps, decimal amounts,
+    BINs, MCCs, Kafka offsets and ``topic[partition]@offset`` coordinates are left as they are.
+    """
+    if "@" in text:
+        text = _EMAIL.sub(EMAIL_PLACEHOLDER, text)
+    text = mask_pans(text)
+    if "+" in text:
+        text = _E164.sub(_replace_e164, text)
+    text = _NANP.sub(PHONE_PLACEHOLDER, text)
+    return _SSN.sub(SSN_PLACEHOLDER, text)
 
 
 def is_sensitive_key(key: str) -> bool:
@@ -147,57 +243,3 @@ def is_sensitive_key(key: str) -> bool:
     if any(token in _SENSITIVE_TOKENS for token in tokens):
         return True
     return "".join(tokens) in _SENSITIVE_JOINED
-
-
-def drop_sensitive_fields(value: Any) -> Any:
-    """A copy of a decoded JSON value with every sensitive member removed, at any depth."""
-    if isinstance(value, dict):
-        return {
-            key: drop_sensitive_fields(item)
-            for key, item in value.items()
-            if not (isinstance(key, str) and is_sensitive_key(key))
-        }
-    if isinstance(value, list):
-        return [drop_sensitive_fields(item) for item in value]
-    return value
-
-
-def _mask_sensitive_members(text: str) -> str:
-    """Text-level fallback for payloads that are not valid JSON: blank sensitive members' values."""
-
-    def replace(match: re.Match[str]) -> str:
-        if is_sensitive_key(match.group(1)):
-            return f'"{match.group(1)}"{match.group(2)}"{REDACTED}"'
-        return match.group()
-
-    return _JSON_MEMBER.sub(replace, text)
-
-
-def redact_payload(raw: bytes | str, *, limit: int = 4096, parse_limit: int = 1 << 20) -> tuple[str, bool]:
-    """Redact a record payload for a dead letter; returns ``(text, truncated)``.
-
-    Sensitive members are dropped (structurally when the payload is JSON, by pattern otherwise),
-    PANs are masked, and only then is the text cut to ``limit`` characters: cutting first could
-    leave more than BIN + last four of a PAN that straddles the cut. Payloads larger than
-    ``parse_limit`` are not parsed; only a prefix of them is redacted and kept.
-    """
-    if isinstance(raw, bytes):
-        # Only the prefix that can survive truncation is decoded for oversized payloads; the
-        # margin covers a PAN with separators straddling the cut.
-        head = raw if len(raw) <= parse_limit else raw[: 4 * (limit + 64)]
-        text = head.decode("utf-8", errors="replace")
-        oversized = len(raw) > parse_limit
-    else:
-        oversized = len(raw) > parse_limit
-        text = raw[: limit + 64] if oversized else raw
-    cleaned: str | None = None
-    if not oversized:
-        try:
-            cleaned = json.dumps(drop_sensitive_fields(json.loads(text)), ensure_ascii=False, separators=(",", ":"))
-        except (ValueError, RecursionError):
-            cleaned = None
-    if cleaned is None:
-        cleaned = _mask_sensitive_members(text)
-    cleaned = mask_pans(cleaned)
-    truncated = oversized or len(cleaned) > limit
-    return cleaned[:limit], truncated

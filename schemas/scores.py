@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, NonNegativeInt, StringConstraints
 
 from schemas.events import WireModel
-from schemas.types import Identifier, KafkaTopic
+from schemas.types import Identifier, KafkaTopic, OutputIdentifier
 
 RISK_SCORE_VERSION: Literal[1] = 1
 
@@ -38,8 +38,9 @@ class SourceRef(WireModel):
 
 class RiskScore(WireModel):
     schema_version: Literal[1] = RISK_SCORE_VERSION
-    transaction_id: Identifier
-    account_id: Identifier
+    # Output identifiers: a card number in the input's id is masked (``411111******1111``).
+    transaction_id: OutputIdentifier
+    account_id: OutputIdentifier
     score: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, description="Probability-like fraud risk.")
     decision: Decision
     model: ModelRef

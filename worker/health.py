@@ -9,37 +9,51 @@ them all); it fails again while shutting down.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 
-from schemas.redaction import mask_pans
+from schemas.redaction import redact_text
+from worker.numbers import exposition_number
 
 Probe = Callable[[], tuple[bool, str]]
-_SIGNIFICANT_DIGITS = 12
+
+
+class _RedactedLabels:
+    """A view of a registry whose samples carry redacted label values, and nothing else changed."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            copy = Metric(family.name, family.documentation, family.type, family.unit)
+            copy.samples = [
+                sample._replace(labels={name: redact_text(value) for name, value in sample.labels.items()})
+                for sample in family.samples
+            ]
+            yield copy
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
-    """The Prometheus text exposition, safe for data-loss-prevention scanners.
+    """The Prometheus text exposition, safe for data-loss-prevention scanners and still parseable.
 
-    Float samples are written with at most 12 significant digits: a histogram sum or a Unix
-    timestamp printed with 16-17 digits is, one time in ten, a Luhn-valid "card number" to a PAN
-    scanner. Label values then go through the same PAN masking as every log line.
+    Label values are redacted like log lines (a topic or reason label could carry anything); sample
+    values never go near the masker: each is rewritten by :func:`~worker.numbers.exposition_number`,
+    which prints no run of 12 or more digits (a histogram sum or a Unix timestamp printed with 16-17
+    digits is, one time in ten, a Luhn-valid "card number" to a PAN scanner).
     """
     lines = []
-    for line in generate_latest(registry).decode().splitlines():
+    for line in generate_latest(_RedactedLabels(registry)).decode().splitlines():
         if line and not line.startswith("#"):
+            # A text-format sample line is "name{labels} value": no timestamps or exemplars here.
             name, _, value = line.rpartition(" ")
-            try:
-                number = float(value)
-            except ValueError:
-                number = None
-            if number is not None and value not in ("NaN", "+Inf", "-Inf"):
-                line = f"{name} {number:.{_SIGNIFICANT_DIGITS}g}"
+            line = f"{name} {exposition_number(float(value))}"
         lines.append(line)
-    return mask_pans("\n".join(lines) + "\n").encode()
+    return ("\n".join(lines) + "\n").encode()
 
 
 class HealthServer:

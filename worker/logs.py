@@ -1,7 +1,10 @@
 """structlog configuration: JSON lines for machines, a console renderer for people.
 
 Every event passes through :func:`redact_processor` last, so even a careless log call cannot
-write a full card number: any Luhn-valid PAN in any string value is masked to BIN + last four.
+write a full card number or personal data: every string value goes through
+:func:`schemas.redaction.redact_text` (PANs masked to at most BIN + last four; e-mail addresses,
+phone numbers and SSN-like ids replaced), secret-named fields are blanked, and numbers are kept
+free of digit runs that could read as a card number (:mod:`worker.numbers`).
 """
 
 from __future__ import annotations
@@ -13,29 +16,31 @@ from typing import Any, TextIO
 
 import structlog
 
-from schemas.redaction import is_sensitive_key, mask_pans
+from schemas.redaction import is_sensitive_key, redact_text
+from worker.numbers import loggable_float, loggable_int
 
 
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        return mask_pans(value)
+        return redact_text(value)
     if isinstance(value, bytes):
-        return mask_pans(value.decode("utf-8", errors="replace"))
+        return redact_text(value.decode("utf-8", errors="replace"))
     if isinstance(value, dict):
         return {k: "[REDACTED]" if isinstance(k, str) and is_sensitive_key(k) else _redact_value(v)
                 for k, v in value.items()}  # fmt: skip
     if isinstance(value, list | tuple | set | frozenset):
         return [_redact_value(v) for v in value]
-    if isinstance(value, float):
-        # 17-digit float reprs can look like card numbers to a PAN scanner; 12 digits cannot.
-        return float(f"{value:.12g}")
-    if isinstance(value, int | bool) or value is None:
+    if isinstance(value, bool) or value is None:
         return value
-    return mask_pans(str(value))
+    if isinstance(value, float):
+        return loggable_float(value)
+    if isinstance(value, int):
+        return loggable_int(value)
+    return redact_text(str(value))
 
 
 def redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Last line of defence: mask PANs and drop secret-looking fields from every log event."""
+    """Last line of defence: redact every value and blank secret-looking fields of every log event."""
     for key in list(event_dict):
         event_dict[key] = "[REDACTED]" if is_sensitive_key(key) else _redact_value(event_dict[key])
     return event_dict

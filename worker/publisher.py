@@ -25,7 +25,7 @@ import structlog
 from kafka import KafkaProducer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from schemas import DeadLetter, ErrorKind, ModelRef, RiskScore, SourceRef, build_dead_letter
+from schemas import DeadLetter, ErrorKind, ModelRef, RiskScore, SourceRef, build_dead_letter, mask_identifier
 from worker.engine import ScoringEngine
 from worker.errors import FencedError
 from worker.kafka_clients import abort_producer, halt_on_failure
@@ -112,8 +112,9 @@ class OutcomeWriter:
         assert event is not None  # scoreable records carry their event
         decision = self._thresholds.decide(score)
         message = RiskScore(
-            transaction_id=event.transaction_id,
-            account_id=event.account_id,
+            # A card number used as an id is masked (BIN + last four); other ids come back unchanged.
+            transaction_id=mask_identifier(event.transaction_id),
+            account_id=mask_identifier(event.account_id),
             # Rounded: six decimals is finer than any threshold, and long digit runs in floats would
             # trip PAN scanners downstream.
             score=round(min(1.0, max(0.0, score)), 6),

@@ -27,11 +27,11 @@ from schemas.redaction import contains_pan
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@/-"
 _ID_HEAD = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
-identifiers = st.builds(
-    lambda head, tail: head + tail,
-    st.sampled_from(_ID_HEAD),
-    st.text(_ID_ALPHABET, max_size=40),
-).filter(lambda value: not contains_pan(value))
+# Identifiers may look like card numbers: decode still accepts them (the writer masks them).
+identifiers = st.builds(lambda head, tail: head + tail, st.sampled_from(_ID_HEAD), st.text(_ID_ALPHABET, max_size=40))
+output_identifiers = st.builds(
+    lambda head, tail: head + tail, st.sampled_from(_ID_HEAD + "*"), st.text(_ID_ALPHABET + "*", max_size=40)
+)
 countries = st.sampled_from(sorted(COUNTRY_CODES))
 currencies = st.sampled_from(sorted(CURRENCY_CODES))
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(lambda minutes: timezone(timedelta(minutes=minutes)))
@@ -73,16 +73,15 @@ transaction_events = st.builds(
     card=cards,
     device_id=st.none() | identifiers,
     ip_country=st.none() | countries,
-    features=features,
-    # decode() refuses any event that carries a card number (PAN) anywhere, even one that merely
-    # looks like one inside a token or an id (test_decode covers that); valid events carry none.
-).filter(lambda event: not contains_pan(event.model_dump_json()))
+    features=st.none() | features,
+    # decode() refuses a card number (PAN) in free text (merchant names, filtered above); ids may hold one.
+)
 labels = st.from_regex(r"\A[A-Za-z0-9._:+-]{1,32}\Z")
 topics = st.from_regex(r"\A[A-Za-z0-9._-]{1,40}\Z")
 risk_scores = st.builds(
     RiskScore,
-    transaction_id=identifiers,
-    account_id=identifiers,
+    transaction_id=output_identifiers,
+    account_id=output_identifiers,
     score=st.floats(min_value=0.0, max_value=1.0),
     decision=st.sampled_from(Decision),
     model=st.builds(ModelRef, name=labels, version=labels, quantization=labels, device=labels),
@@ -109,6 +108,8 @@ dead_letters = st.builds(
     payload=st.text(max_size=4096),
     payload_bytes=st.integers(0, 1 << 30),
     payload_truncated=st.booleans(),
+    unknown_fields=st.lists(st.text(max_size=64), max_size=32),
+    unknown_fields_omitted=st.integers(0, 1 << 20),
     worker_id=identifiers,
     failed_time=aware_datetimes,
 )

@@ -7,9 +7,10 @@ land, per input partition, never include one that came after a record that faile
 
 from __future__ import annotations
 
+import json
 import queue
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import kafka.errors as kafka_errors
@@ -17,9 +18,12 @@ import numpy as np
 import pytest
 from kafka.structs import TopicPartition
 
+from schemas import Decision, RiskScore, TransactionEvent, decode
+from schemas.redaction import contains_pan
+from tests.schemas.test_decode import valid_event
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
-from worker.publisher import AtLeastOncePublisher, Outgoing
+from worker.publisher import AtLeastOncePublisher, OutcomeWriter, Outgoing
 from worker.records import ConsumedRecord, ScoredBatch
 
 TP = TopicPartition("tx", 0)
@@ -171,3 +175,34 @@ def test_a_step_without_failures_keeps_its_producer() -> None:
     assert h.delivered == list(range(6))
     assert len(h.producers) == 1 and not h.producers[0]._sender.forced
     assert h.rewinds == []
+
+
+class _Identity:
+    name, version, quantization, device = "m", "1", "int8", "cpu"
+
+
+class _Thresholds:
+    def decide(self, score: float) -> Decision:
+        return Decision.REVIEW if score > 0.5 else Decision.APPROVE
+
+
+class _Engine:
+    info = _Identity()
+    thresholds = _Thresholds()
+
+
+def test_a_card_number_used_as_an_id_is_masked_in_the_score() -> None:
+    event = decode(
+        json.dumps({**valid_event(), "transaction_id": "4111111111111111", "account_id": "acct:5555555555554444"})
+        .encode()
+    )  # fmt: skip
+    assert isinstance(event, TransactionEvent)
+    record = ConsumedRecord(
+        tp=TopicPartition("transactions", 0), offset=7, timestamp_ms=1_700_000_000_000, key=b"k", epoch=0,
+        arrived_s=0.0, late=False, event=event, features=object(),
+    )  # fmt: skip
+    writer = OutcomeWriter(engine=_Engine(), scores_topic="s", dead_letter_topic="d", worker_id="w-1")  # type: ignore[arg-type]
+    (out,) = writer.write(ScoredBatch(records=[record], scores=np.array([0.7], dtype=np.float32)), datetime.now(UTC))
+    score = RiskScore.model_validate_json(out.value)
+    assert (score.transaction_id, score.account_id) == ("411111******1111", "acct:555555******4444")
+    assert not contains_pan(out.value.decode())
