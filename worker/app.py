@@ -214,6 +214,7 @@ class Worker:
             rebalance_drain_timeout_s=s.consumer.rebalance_drain_timeout_ms / 1000,
             passthrough_headers=s.producer.passthrough_headers,
             undecodable_batch=s.consumer.undecodable_batch,
+            refuse_pan_in_identifiers=s.refuse_pan_in_identifiers,
         )
         self.source = source
 

@@ -35,6 +35,12 @@ class WorkerMetrics:
         self.budget_misses = Counter(
             "riskstream_budget_misses_total", "Scores published later than the latency budget.", registry=r
         )
+        self.pan_masked = Counter(
+            "riskstream_pan_masked_total",
+            "Events scored with a card number in an identifier field, masked wherever written, by field.",
+            ["field"],
+            registry=r,
+        )
         self.late_events = Counter(
             "riskstream_late_events_total", "Events already past the budget when polled (backlog).", registry=r
         )

@@ -131,7 +131,8 @@ class OutcomeWriter:
         headers = [*self._score_headers, *record.headers]
         topic = self._scores_topic
         value = message.model_dump_json().encode()
-        return Outgoing(topic, self._partition(topic, record), record.key, value, headers, record, decision.value, None)
+        key = _masked_key(record.key)
+        return Outgoing(topic, self._partition(topic, record), key, value, headers, record, decision.value, None)
 
     def _dead_letter(self, record: ConsumedRecord, kind: ErrorKind, error: str, now: datetime) -> Outgoing:
         letter: DeadLetter = build_dead_letter(
@@ -156,7 +157,22 @@ class OutcomeWriter:
         # The dead letter keeps the input's key and placement, so that per-key order follows the input.
         topic = self._dead_letter_topic
         value = letter.model_dump_json().encode()
-        return Outgoing(topic, self._partition(topic, record), record.key, value, headers, record, None, kind.value)
+        key = _masked_key(record.key)
+        return Outgoing(topic, self._partition(topic, record), key, value, headers, record, None, kind.value)
+
+
+def _masked_key(key: bytes | None) -> bytes | None:
+    """The input's key as the outputs carry it: a card number used as the key is masked (BIN + last four).
+
+    Masking keeps the length and the BIN and last four, and placement follows the input's partition
+    number (see ``OutcomeWriter``), so per-key order holds; only a reader joining on the raw key sees
+    the masked form.
+    """
+    if key is None:
+        return None
+    text = key.decode("utf-8", "replace")
+    masked = mask_identifier(text)
+    return key if masked == text else masked.encode()
 
 
 class _PublisherBase:

@@ -260,6 +260,8 @@ class Settings(BaseSettings):
     """A crashed instance's open transaction blocks read_committed readers at most this long."""
     max_event_bytes: int = Field(default=65_536, ge=256)
     """Record values above this are dead-lettered unparsed."""
+    refuse_pan_in_identifiers: bool = False
+    """Dead-letter an event whose id fields hold a card number, instead of scoring it with the ids masked."""
     drain_timeout_s: float = Field(default=20.0, ge=0)
     """On SIGTERM: time to publish and commit in-flight work before exiting (keep < terminationGracePeriodSeconds)."""
     batching: BatchingSettings = BatchingSettings()

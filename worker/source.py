@@ -31,6 +31,8 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from schemas import DecodeError, ErrorKind, decode
+from schemas.decode import identifier_fields_with_pan
+from schemas.redaction import redact_text
 from worker.admission import AdmissionController
 from worker.engine import ScoringEngine
 from worker.errors import UndecodableInputError
@@ -68,6 +70,7 @@ class Source:
         rebalance_drain_timeout_s: float,
         passthrough_headers: tuple[str, ...] = (),
         undecodable_batch: Literal["dead_letter", "stop"] = "dead_letter",
+        refuse_pan_in_identifiers: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._consumer = consumer
@@ -86,6 +89,7 @@ class Source:
         self._drain_timeout_s = rebalance_drain_timeout_s
         self._passthrough = frozenset(name.lower() for name in (*TRACE_CONTEXT_HEADERS, *passthrough_headers))
         self._undecodable_batch = undecodable_batch
+        self._refuse_pan_in_identifiers = refuse_pan_in_identifiers
         self._clock = clock
         self._rewind_lock = threading.Lock()
         self._rewind_cause: str | None = None
@@ -175,16 +179,25 @@ class Source:
         if late:
             self._metrics.late_events.inc()
         passthrough = self._passthrough
-        headers = tuple((name, value) for name, value in record.headers or () if name.lower() in passthrough and value)
+        # Baggage and custom headers are free text too: they pass through redacted.
+        headers = tuple(
+            (name, redact_text(value.decode("utf-8", "replace")).encode())
+            for name, value in record.headers or ()
+            if name.lower() in passthrough and value
+        )
         consumed = ConsumedRecord(
             tp=tp, offset=record.offset, timestamp_ms=timestamp_ms, key=record.key, epoch=epoch,
             arrived_s=arrived, late=late, headers=headers, value=record.value,
         )  # fmt: skip
-        decoded = decode(record.value, max_bytes=self._max_event_bytes)
+        decoded = decode(
+            record.value, max_bytes=self._max_event_bytes, refuse_pan_in_identifiers=self._refuse_pan_in_identifiers
+        )
         if isinstance(decoded, DecodeError):
             consumed.error_kind, consumed.error = decoded.kind, decoded.message
             log.info("dead-lettering record", where=consumed.where(), error_type=decoded.kind.value)
         else:
+            for field in identifier_fields_with_pan(decoded):
+                self._metrics.pan_masked.labels(field).inc()
             try:
                 consumed.features = self._engine.featurize(decoded)
                 consumed.event = decoded
