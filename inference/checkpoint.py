@@ -35,6 +35,7 @@ from transformers.utils import logging as hf_logging
 
 from inference.errors import CheckpointError
 from inference.features import PAD_TOKEN, SPECIAL_TOKENS, SUMMARY_TOKEN, UNK_TOKEN, FeatureSpec, Featurizer
+from inference.model import quiet_loss_lookup
 from schemas import Decision
 
 METADATA_FILE: Final = "riskstream.json"
@@ -318,6 +319,7 @@ def load_checkpoint(model_dir: Path) -> LoadedCheckpoint:
                 for kind in ("missing_keys", "mismatched_keys") if info.get(kind)]  # fmt: skip
     if problems:
         raise CheckpointError(f"{model_dir}: weights do not match the config ({'; '.join(problems)})")
+    quiet_loss_lookup(model)
     model.eval()
     return LoadedCheckpoint(
         path=model_dir, model=model, metadata=metadata, featurizer=featurizer, positive_index=positive_index

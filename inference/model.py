@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from torch import nn
 from transformers import DeepseekV3Config, DeepseekV3ForSequenceClassification
 
 from inference.features import PAD_TOKEN
@@ -176,7 +177,22 @@ def build_config(preset: Preset, *, vocab_size: int, sequence_length: int, pad_t
 
 def build_model(config: DeepseekV3Config) -> DeepseekV3ForSequenceClassification:
     """A freshly initialised classifier (weights follow the global torch seed)."""
-    return DeepseekV3ForSequenceClassification(config)
+    model = DeepseekV3ForSequenceClassification(config)
+    quiet_loss_lookup(model)
+    return model
+
+
+def quiet_loss_lookup(model: nn.Module) -> None:
+    """Name the loss transformers would use, so that looking it up does not warn on every start.
+
+    transformers 5 warns "loss_type=None was set in the config but it is unrecognized" whenever the
+    ``loss_function`` of a model without a known loss type is read, and graph tracing reads it on the
+    inner ``DeepseekV3Model``. riskstream computes its own training loss and serves without labels;
+    this only silences the lookup.
+    """
+    for module in model.modules():
+        if hasattr(type(module), "loss_function") and getattr(module, "loss_type", None) is None:
+            setattr(module, "loss_type", "ForSequenceClassification")  # noqa: B010 - nn.Module's typed __setattr__
 
 
 __all__ = ["LABELS", "PAD_TOKEN", "POSITIVE_LABEL", "PRESETS", "Preset", "build_config", "build_model", "get_preset"]
