@@ -18,29 +18,28 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
 import kafka.errors as kafka_errors
 import structlog
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from schemas import Decision
 from worker.admission import AdmissionController
-from worker.batcher import BatchPolicy, LatencyBudgetBatcher, ServiceTimeEstimator
-from worker.engine import LoadedEngine, MemorySampler, load_engine
+from worker.batcher import BatchPolicy, LatencyBudgetBatcher, PublishLatency, ServiceTimeEstimator
+from worker.engine import LoadedEngine, MemorySampler, ModelIdentity, load_engine
 from worker.errors import EXIT_ABORTED, EXIT_FAILED, EXIT_FENCED, EXIT_OK, FencedError, WorkerError
+from worker.guarantee import guarantee_for
 from worker.health import HealthServer
-from worker.kafka_clients import build_consumer, build_producer, leave_group_on_close
+from worker.kafka_clients import build_consumer, leave_group_on_close
 from worker.memory import MemoryWatch, PressureWindow
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
 from worker.preflight import TopicLayout, preflight
-from worker.publisher import AtLeastOncePublisher, OutcomeWriter, TransactionalPublisher
+from worker.publisher import OutcomeWriter, PublishContext, Publisher
 from worker.records import ConsumedRecord, ScoredBatch
-from worker.scaling import Sample, ScalingSignal, capacity_events_per_s
+from worker.scaling import ScalingReporter
 from worker.scoring import ScoringStage
 from worker.settings import Settings
 from worker.source import Source
@@ -82,8 +81,6 @@ class Worker:
         self._signals = 0
         self._started_at = time.monotonic()
         self.tracker = OffsetTracker()
-        self.inbox: queue.SimpleQueue[ConsumedRecord] = queue.SimpleQueue()
-        self.outbox: queue.SimpleQueue[ScoredBatch] = queue.SimpleQueue()
         self.source: Source | None = None
         self.health: HealthServer | None = None
         self._poll_thread: threading.Thread | None = None
@@ -158,159 +155,49 @@ class Worker:
             self.health.stop()
 
     def _run(self, loaded: LoadedEngine, layout: TopicLayout) -> int:
-        s = self.settings
-        engine = loaded.engine
-        info = engine.info
-        self.metrics.model_info.labels(info.name, info.version, info.quantization, info.device).set(1)
-        consumer = self._consumer = self._consumer or build_consumer(s)
-        exactly_once = s.guarantee == "exactly_once"
+        pipeline = build_pipeline(
+            self.settings, loaded, layout, metrics=self.metrics, tracker=self.tracker, consumer=self._consumer
+        )
+        self._consumer, self.source = pipeline.consumer, pipeline.source
+        self._start(pipeline)
+        code = self._supervise(pipeline)
+        self._shutdown(pipeline, graceful=code == EXIT_OK)
+        self.exit_code = code
+        return code
 
-        def new_producer() -> KafkaProducer:
-            producer = build_producer(s)
-            if exactly_once:
-                # Fences any earlier incarnation of this worker and aborts what it left open.
-                producer.init_transactions()
-            return producer
-
-        sampler: MemorySampler = loaded.sample_memory
-        if s.faults.memory_pressure_for_s > 0:
-            sampler = PressureWindow(
-                sampler, start_s=s.faults.memory_pressure_after_s, duration_s=s.faults.memory_pressure_for_s
-            )
-        memory = MemoryWatch(
-            sample=sampler,
-            interval_s=s.backpressure.probe_interval_ms / 1000,
-            cap_for_free_bytes=lambda free: min(s.batching.max_batch, loaded.cap_for_free_bytes(free)),
-            metrics=self.metrics,
-        )
-        admission = AdmissionController(
-            high_water=s.backpressure.max_in_flight,
-            low_water=s.backpressure.low_water,
-            headroom_bytes=int(s.backpressure.memory_headroom),
-        )
-        service_time = ServiceTimeEstimator(loaded.service_times)
-        batcher: LatencyBudgetBatcher[ConsumedRecord] = LatencyBudgetBatcher(
-            BatchPolicy(
-                latency_budget_s=s.batching.latency_budget_ms / 1000,
-                max_linger_s=s.batching.max_linger_ms / 1000,
-                safety_margin_s=s.batching.safety_margin_ms / 1000,
-            ),
-            service_time,
-        )
-        source = Source(
-            consumer=consumer,
-            engine=engine,
-            topic=s.topics.input,
-            tracker=self.tracker,
-            outbox=self.inbox,
-            admission=admission,
-            metrics=self.metrics,
-            free_device_bytes=memory.free_bytes,
-            latency_budget_s=s.batching.latency_budget_ms / 1000,
-            max_event_bytes=s.max_event_bytes,
-            max_poll_records=s.consumer.max_poll_records,
-            commits_offsets=not exactly_once,
-            commit_interval_s=s.consumer.commit_interval_ms / 1000,
-            rebalance_drain_timeout_s=s.consumer.rebalance_drain_timeout_ms / 1000,
-            passthrough_headers=s.producer.passthrough_headers,
-            undecodable_batch=s.consumer.undecodable_batch,
-            refuse_pan_in_identifiers=s.refuse_pan_in_identifiers,
-        )
-        self.source = source
-
-        def publish_latency(seconds: float) -> None:
-            # A smoothed broker round trip, so the batcher leaves room for it in the budget.
-            batcher.publish_estimate_s += 0.1 * (seconds - batcher.publish_estimate_s)
-
-        scoring = ScoringStage(
-            engine=engine,
-            batcher=batcher,
-            service_time=service_time,
-            inbox=self.inbox,
-            outbox=self.outbox,
-            current_epoch=lambda: self.tracker.epoch,
-            batch_cap=memory.batch_cap,
-            on_dropped=lambda n: None,
-            metrics=self.metrics,
-        )
-        outputs = {s.topics.scores: layout.scores_partitions, s.topics.dead_letters: layout.dead_letter_partitions}
-        writer = OutcomeWriter(
-            engine=engine,
-            scores_topic=s.topics.scores,
-            dead_letter_topic=s.topics.dead_letters,
-            worker_id=s.worker_id,
-            co_partitioned={topic: n for topic, n in outputs.items() if layout.co_partitioned(n)},
-        )
-        common: dict[str, Any] = {
-            "producer_factory": new_producer,
-            "writer": writer,
-            "outbox": self.outbox,
-            "tracker": self.tracker,
-            "metrics": self.metrics,
-            "latency_budget_s": s.batching.latency_budget_ms / 1000,
-            "request_rewind": source.request_rewind,
-            "on_dropped": lambda n: None,
-            "on_publish_latency": publish_latency,
-        }
-        publisher = (
-            TransactionalPublisher(group_metadata=source.group_metadata_for, **common)
-            if exactly_once
-            else AtLeastOncePublisher(**common)
-        )
-
+    def _start(self, pipeline: Pipeline) -> None:
+        s, info = self.settings, pipeline.info
         tune_garbage_collection()
-        source.subscribe()
-        scoring.start()
-        publisher.start()
+        pipeline.source.subscribe()
+        pipeline.scoring.start()
+        pipeline.publisher.start()
         self._poll_thread = threading.Thread(
-            target=self._poll_loop, args=(source, consumer, exactly_once), name="riskstream-poll", daemon=True
+            target=self._poll_loop, args=(pipeline,), name="riskstream-poll", daemon=True
         )
         self._poll_thread.start()
         self.ready.set()
         log.info(
-            "worker started", worker_id=s.worker_id, guarantee=s.guarantee, model=info.name,
-            quantization=info.quantization, device=info.device, budget_ms=s.batching.latency_budget_ms,
-        )  # fmt: skip
+            "worker started",
+            worker_id=s.worker_id,
+            guarantee=pipeline.publisher.name,
+            model=info.name,
+            quantization=info.quantization,
+            device=info.device,
+            budget_ms=s.batching.latency_budget_ms,
+        )
 
-        scaling = ScalingSignal()
-        budget_s = s.batching.latency_budget_ms / 1000
-
-        def update_scaling() -> None:
-            get = self.metrics.registry.get_sample_value
-            scored = sum(get("riskstream_events_scored_total", {"decision": d.value}) or 0.0 for d in Decision)
-            scaling.observe(
-                Sample(
-                    at=time.monotonic(),
-                    consumed=get("riskstream_events_consumed_total") or 0.0,
-                    lag=float(source.total_lag),
-                    scored=scored,
-                    misses=get("riskstream_budget_misses_total") or 0.0,
-                )
-            )
-            buckets = tuple(b for b in engine.buckets if b <= memory.batch_cap())
-            pressure = scaling.pressure(capacity_events_per_s(service_time.estimate, budget_s, buckets))
-            if pressure is not None:
-                self.metrics.scaling_pressure.set(round(pressure, 3))
-
-        code = self._supervise(scoring, publisher, update_scaling)
-        self._shutdown(source, scoring, publisher, graceful=code == EXIT_OK)
-        self.exit_code = code
-        return code
-
-    def _supervise(
-        self,
-        scoring: ScoringStage,
-        publisher: AtLeastOncePublisher | TransactionalPublisher,
-        update_scaling: Callable[[], None],
-    ) -> int:
+    def _supervise(self, pipeline: Pipeline) -> int:
+        """Until a stop is requested or a stage fails: the exit code to stop with."""
         next_scaling = 0.0
         while not self._stop.wait(_SUPERVISE_S):
             if time.monotonic() >= next_scaling:
-                update_scaling()
+                pipeline.scaling.update()
                 next_scaling = time.monotonic() + _SCALING_INTERVAL_S
+            publisher = pipeline.publisher
             if isinstance(publisher.failure, FencedError):
                 return EXIT_FENCED
-            stages = (("publisher", publisher.failure), ("scoring", scoring.failure), ("poll loop", self._poll_failure))
+            stages = (("publisher", publisher.failure), ("scoring", pipeline.scoring.failure),
+                      ("poll loop", self._poll_failure))  # fmt: skip
             for name, failure in stages:
                 if isinstance(failure, WorkerError):  # a known cause, already logged in one line
                     return failure.exit_code
@@ -319,7 +206,8 @@ class Worker:
                     return EXIT_FAILED
         return EXIT_OK
 
-    def _poll_loop(self, source: Source, consumer: KafkaConsumer, exactly_once: bool) -> None:
+    def _poll_loop(self, pipeline: Pipeline) -> None:
+        source, consumer = pipeline.source, pipeline.consumer
         try:
             while not self._poll_shutdown.is_set():
                 source.iteration()
@@ -337,8 +225,8 @@ class Worker:
             self._poll_failure = exc
             log.exception("poll loop failed")
         finally:
-            if not exactly_once and self._poll_failure is None:
-                source.commit()
+            if self._poll_failure is None:
+                source.commit()  # at-least-once: the final watermark; exactly-once: a no-op
             source.set_drain_timeout(0.0)  # already drained (or abandoning): close must not wait again
             if self._leave_group_on_close:
                 leave_group_on_close(consumer)
@@ -347,14 +235,9 @@ class Worker:
             except Exception as exc:  # closing is best effort; the broker expires the member anyway
                 log.warning("consumer close failed", error=type(exc).__name__)
 
-    def _shutdown(
-        self,
-        source: Source,
-        scoring: ScoringStage,
-        publisher: AtLeastOncePublisher | TransactionalPublisher,
-        *,
-        graceful: bool,
-    ) -> None:
+    def _shutdown(self, pipeline: Pipeline, *, graceful: bool) -> None:
+        """Stop taking records; drain (graceful) within ``drain_timeout_s``; stop and close every stage."""
+        source, scoring, publisher = pipeline.source, pipeline.scoring, pipeline.publisher
         deadline = time.monotonic() + self.settings.drain_timeout_s
         source.stop_consuming()
         drained = False
@@ -378,3 +261,131 @@ class Worker:
         publisher.thread.join(timeout=5.0)
         publisher.close(max(1.0, deadline - time.monotonic()))
         log.info("worker stopped", drained=drained, in_flight=self.tracker.pending())
+
+
+# -- the composition root ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One worker's stages, wired; :func:`build_pipeline` makes it, :class:`Worker` runs it."""
+
+    info: ModelIdentity
+    consumer: KafkaConsumer
+    tracker: OffsetTracker
+    source: Source
+    scoring: ScoringStage
+    publisher: Publisher
+    scaling: ScalingReporter
+
+
+def build_pipeline(
+    settings: Settings,
+    loaded: LoadedEngine,
+    layout: TopicLayout,
+    *,
+    metrics: WorkerMetrics,
+    tracker: OffsetTracker | None = None,
+    consumer: KafkaConsumer | None = None,
+) -> Pipeline:
+    """Wire the stages for ``settings``: the one place that knows how they fit together.
+
+    poll loop (``Source``) --inbox--> scoring stage --outbox--> publisher (the delivery guarantee);
+    the offset tracker is shared by all three; admission control and the memory watch feed the poll
+    loop and the batch cap; the publish latency feeds the batcher's budget.
+    """
+    s = settings
+    guarantee = guarantee_for(s)
+    engine = loaded.engine
+    info = engine.info
+    metrics.model_info.labels(info.name, info.version, info.quantization, info.device).set(1)
+    tracker = tracker if tracker is not None else OffsetTracker()
+    consumer = consumer if consumer is not None else build_consumer(s)
+    budget_s = s.batching.latency_budget_ms / 1000
+    inbox: queue.SimpleQueue[ConsumedRecord] = queue.SimpleQueue()
+    outbox: queue.SimpleQueue[ScoredBatch] = queue.SimpleQueue()
+
+    sampler: MemorySampler = loaded.sample_memory
+    if s.faults.memory_pressure_for_s > 0:
+        sampler = PressureWindow(
+            sampler, start_s=s.faults.memory_pressure_after_s, duration_s=s.faults.memory_pressure_for_s
+        )
+    memory = MemoryWatch(
+        sample=sampler,
+        interval_s=s.backpressure.probe_interval_ms / 1000,
+        cap_for_free_bytes=lambda free: min(s.batching.max_batch, loaded.cap_for_free_bytes(free)),
+        metrics=metrics,
+    )
+    source = Source(
+        consumer=consumer,
+        engine=engine,
+        topic=s.topics.input,
+        tracker=tracker,
+        outbox=inbox,
+        admission=AdmissionController(
+            high_water=s.backpressure.max_in_flight,
+            low_water=s.backpressure.low_water,
+            headroom_bytes=int(s.backpressure.memory_headroom),
+        ),
+        metrics=metrics,
+        free_device_bytes=memory.free_bytes,
+        latency_budget_s=budget_s,
+        max_event_bytes=s.max_event_bytes,
+        max_poll_records=s.consumer.max_poll_records,
+        commits_offsets=guarantee.source_commits,
+        commit_interval_s=s.consumer.commit_interval_ms / 1000,
+        rebalance_drain_timeout_s=s.consumer.rebalance_drain_timeout_ms / 1000,
+        passthrough_headers=s.producer.passthrough_headers,
+        undecodable_batch=s.consumer.undecodable_batch,
+        refuse_pan_in_identifiers=s.refuse_pan_in_identifiers,
+    )
+    service_time = ServiceTimeEstimator(loaded.service_times)
+    publish_latency = PublishLatency()
+    batcher: LatencyBudgetBatcher[ConsumedRecord] = LatencyBudgetBatcher(
+        BatchPolicy(
+            latency_budget_s=budget_s,
+            max_linger_s=s.batching.max_linger_ms / 1000,
+            safety_margin_s=s.batching.safety_margin_ms / 1000,
+        ),
+        service_time,
+        publish_latency,
+    )
+    scoring = ScoringStage(
+        engine=engine,
+        batcher=batcher,
+        service_time=service_time,
+        inbox=inbox,
+        outbox=outbox,
+        current_epoch=lambda: tracker.epoch,
+        batch_cap=memory.batch_cap,
+        metrics=metrics,
+    )
+    outputs = {s.topics.scores: layout.scores_partitions, s.topics.dead_letters: layout.dead_letter_partitions}
+    writer = OutcomeWriter(
+        engine=engine,
+        scores_topic=s.topics.scores,
+        dead_letter_topic=s.topics.dead_letters,
+        worker_id=s.worker_id,
+        co_partitioned={topic: n for topic, n in outputs.items() if layout.co_partitioned(n)},
+    )
+    publisher = guarantee(
+        PublishContext(
+            producer_factory=lambda: guarantee.open_producer(s),
+            writer=writer,
+            outbox=outbox,
+            tracker=tracker,
+            metrics=metrics,
+            latency_budget_s=budget_s,
+            request_rewind=source.request_rewind,
+            publish_latency=publish_latency,
+            group_metadata=source.group_metadata_for,
+        )
+    )
+    scaling = ScalingReporter(
+        metrics=metrics,
+        lag=lambda: source.total_lag,
+        service_time=service_time.estimate,
+        buckets=lambda: tuple(b for b in engine.buckets if b <= memory.batch_cap()),
+        latency_budget_s=budget_s,
+    )
+    return Pipeline(info, consumer, tracker, source, scoring, publisher, scaling)

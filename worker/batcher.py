@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -91,6 +90,23 @@ class ServiceTimeEstimator:
         return dict(sorted(self._seconds.items()))
 
 
+class PublishLatency:
+    """Smoothed seconds a publish step takes, first send to last acknowledgement (an EWMA).
+
+    The publisher observes each step; the batcher leaves room for the estimate in the budget. One
+    float, written by the publisher thread and read by the scoring thread.
+    """
+
+    def __init__(self, *, alpha: float = 0.1) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError("alpha must be in (0, 1]")
+        self._alpha = alpha
+        self.seconds = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.seconds += self._alpha * (seconds - self.seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
     latency_budget_s: float
@@ -107,13 +123,14 @@ class BatchPolicy:
 class LatencyBudgetBatcher(Generic[T]):
     """Accumulates items in arrival order and decides when the current batch closes."""
 
-    def __init__(self, policy: BatchPolicy, service_time: ServiceTimeEstimator) -> None:
+    def __init__(
+        self, policy: BatchPolicy, service_time: ServiceTimeEstimator, publish_latency: PublishLatency | None = None
+    ) -> None:
         self._policy = policy
         self._service_time = service_time
+        self._publish_latency = publish_latency if publish_latency is not None else PublishLatency()
         self._items: deque[T] = deque()
         self._scoreable = 0
-        self.publish_estimate_s = 0.0
-        """Broker round trip to acknowledge a score; fed by the publisher."""
 
     def __len__(self) -> int:
         return len(self._items)
@@ -136,7 +153,7 @@ class LatencyBudgetBatcher(Generic[T]):
         if oldest is None or oldest.late:
             return None
         size = min(self._scoreable, cap)
-        finish = self._service_time.estimate(size) + self.publish_estimate_s + self._policy.safety_margin_s
+        finish = self._service_time.estimate(size) + self._publish_latency.seconds + self._policy.safety_margin_s
         budget_close = oldest.event_time_s + self._policy.latency_budget_s - finish
         linger_close = oldest.arrived_s + self._policy.max_linger_s
         return min(budget_close, linger_close)
@@ -167,11 +184,6 @@ class LatencyBudgetBatcher(Generic[T]):
                 taken += 1
         self._scoreable -= taken
         return batch
-
-    def drop(self, keep: Sequence[T]) -> None:
-        """Replace the content with ``keep`` (used when a rebalance abandons some items)."""
-        self._items = deque(keep)
-        self._scoreable = sum(1 for item in keep if item.scoreable)
 
     def items(self) -> list[T]:
         return list(self._items)

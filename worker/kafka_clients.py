@@ -196,7 +196,8 @@ def build_consumer(settings: Settings) -> KafkaConsumer:
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """kafka-python options of the worker's producer (transactional in exactly-once mode)."""
+    """kafka-python options of the worker's producer; the delivery guarantee adds its own
+    (``worker.guarantee``: transactional ones for exactly-once)."""
     compression = settings.producer.compression_type
     config: dict[str, Any] = {
         **connection_config(settings.kafka),
@@ -211,19 +212,11 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "max_block_ms": 10_000,
         "delivery_timeout_ms": 35_000,
     }
-    if settings.guarantee == "exactly_once":
-        config["transactional_id"] = settings.transactional_id
-        config["transaction_timeout_ms"] = settings.transaction_timeout_ms
-        # Right after a commit the coordinator may still be writing markers and answer the next
-        # transaction's first request with CONCURRENT_TRANSACTIONS; the default 100 ms backoff
-        # before retrying would then dominate exactly-once latency.
-        config["retry_backoff_ms"] = 10
     return config
 
 
 def build_producer(settings: Settings) -> KafkaProducer:
-    if settings.guarantee == "exactly_once":
-        fence_instead_of_bumping_epoch()
+    """An idempotent producer with the worker's settings (not transactional)."""
     return KafkaProducer(**producer_config(settings))
 
 

@@ -6,6 +6,8 @@ sizes ``_bytes``. Labels are bounded (reason kinds, decisions, partitions) — n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Event-to-score latency buckets, dense around the default 50 ms budget.
@@ -13,6 +15,15 @@ LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.
                    0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)  # fmt: skip
 STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 5.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Counts since start-up: what the autoscaling signal is computed from."""
+
+    consumed: float
+    scored: float
+    budget_misses: float
 
 
 class WorkerMetrics:
@@ -111,3 +122,18 @@ class WorkerMetrics:
             "riskstream_last_progress_timestamp_seconds", "When the poll loop last completed an iteration.",
             registry=r,
         )  # fmt: skip
+
+    def totals(self) -> Totals:
+        """The running totals of consumed, scored and late-scored events."""
+        get = self.registry.get_sample_value
+        scored = sum(
+            sample.value
+            for metric in self.scored.collect()
+            for sample in metric.samples
+            if sample.name == "riskstream_events_scored_total"
+        )
+        return Totals(
+            consumed=get("riskstream_events_consumed_total") or 0.0,
+            scored=scored,
+            budget_misses=get("riskstream_budget_misses_total") or 0.0,
+        )

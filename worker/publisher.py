@@ -1,34 +1,29 @@
-"""The publisher: scores and dead letters to Kafka, and what counts as "done" for each guarantee.
+"""The publisher: scores and dead letters as wire records, and the thread that publishes them.
 
-* At-least-once: every record is sent with a callback; only the broker's acknowledgement marks
-  its input offset done in the :class:`~worker.offsets.OffsetTracker` (the poll loop commits the
-  contiguous done watermark). A failed send asks the poll loop to *rewind*: uncommitted work is
-  replayed from the first unacknowledged offset, so nothing is ever committed past it.
-* Exactly-once: each step is one Kafka transaction: begin, send the scores and dead letters of
-  one or more batches, add the consumed offsets with the consumer's group metadata (so the broker
-  fences a stale group member, KIP-447), commit. An abortable error aborts and rewinds; a fenced
-  producer (another instance owns our transactional id) stops the worker.
+:class:`OutcomeWriter` turns a scored batch into one record per input record (a RiskScore or a
+DeadLetter, placed on the input's partition number). :class:`Publisher` is the thread both delivery
+guarantees share; each guarantee's publish step, and what "done" means for it, is in
+:mod:`worker.guarantee`.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 import kafka.errors as kafka_errors
 import structlog
 from kafka import KafkaProducer
-from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from schemas import DeadLetter, ErrorKind, ModelRef, RiskScore, SourceRef, build_dead_letter, mask_identifier
+from worker.batcher import PublishLatency
 from worker.engine import ScoringEngine
 from worker.errors import FencedError
-from worker.kafka_clients import abort_producer, halt_on_failure
+from worker.kafka_clients import abort_producer
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
 from worker.records import ConsumedRecord, ScoredBatch
@@ -175,30 +170,46 @@ def _masked_key(key: bytes | None) -> bytes | None:
     return key if masked == text else masked.encode()
 
 
-class _PublisherBase:
-    def __init__(
-        self,
-        *,
-        producer_factory: Callable[[], KafkaProducer],
-        writer: OutcomeWriter,
-        outbox: queue.SimpleQueue[ScoredBatch],
-        tracker: OffsetTracker,
-        metrics: WorkerMetrics,
-        latency_budget_s: float,
-        request_rewind: Callable[[str], None],
-        on_dropped: Callable[[int], None],
-        on_publish_latency: Callable[[float], None],
-    ) -> None:
-        self._producer_factory = producer_factory
-        self._producer = producer_factory()
-        self._writer = writer
-        self._outbox = outbox
-        self._tracker = tracker
-        self._metrics = metrics
-        self._budget_s = latency_budget_s
-        self._request_rewind = request_rewind
-        self._on_dropped = on_dropped
-        self._on_publish_latency = on_publish_latency
+@dataclass(frozen=True)
+class PublishContext:
+    """What a publisher works with (built by :func:`worker.app.build_pipeline`)."""
+
+    producer_factory: Callable[[], KafkaProducer]
+    writer: OutcomeWriter
+    outbox: queue.SimpleQueue[ScoredBatch]
+    tracker: OffsetTracker
+    metrics: WorkerMetrics
+    latency_budget_s: float
+    request_rewind: Callable[[str], None]
+    """Ask the poll loop to replay uncommitted work (a failed publish, an aborted transaction)."""
+    publish_latency: PublishLatency
+    """Fed with each step's broker round trip; the batcher leaves room for it in the budget."""
+    group_metadata: Callable[[int], Any | None]
+    """The consumer-group generation that consumed an epoch's records (exactly-once commits with it)."""
+
+
+class Publisher:
+    """The publisher thread: takes scored batches off the outbox and publishes them a step at a time.
+
+    What a step is, and when an input offset counts as done, is the delivery guarantee's: see
+    :mod:`worker.guarantee`. Here is what both share: the thread, gathering a step, settling a
+    record in the offset tracker and the metrics once, and replacing a producer that failed.
+    """
+
+    name = ""
+    source_commits = True
+    """Whether the poll loop commits offsets (at-least-once) or the publish step does (exactly-once)."""
+
+    def __init__(self, context: PublishContext) -> None:
+        self._producer_factory = context.producer_factory
+        self._producer = context.producer_factory()
+        self._writer = context.writer
+        self._outbox = context.outbox
+        self._tracker = context.tracker
+        self._metrics = context.metrics
+        self._budget_s = context.latency_budget_s
+        self._request_rewind = context.request_rewind
+        self._publish_latency = context.publish_latency
         self._stop = threading.Event()
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="riskstream-publisher", daemon=True)
@@ -251,6 +262,7 @@ class _PublisherBase:
                 log.exception("publisher failed")
 
     def _publish(self, batch: ScoredBatch) -> None:
+        """One publish step starting with ``batch`` (the guarantee's)."""
         raise NotImplementedError
 
     def _gather(self, first: ScoredBatch) -> list[ScoredBatch]:
@@ -277,217 +289,3 @@ class _PublisherBase:
                 self._metrics.budget_misses.inc()
         else:
             self._metrics.dead_letters.labels(item.reason or "unknown").inc()
-
-
-class AtLeastOncePublisher(_PublisherBase):
-    """Publishes in steps: everything scored so far is sent, then every acknowledgement awaited.
-
-    Waiting for a step's acknowledgements before sending the next step is what keeps per-key
-    order through failures: if a record fails, nothing published after it can already be on the
-    broker when its replay starts. The scoring stage keeps working meanwhile, so the wait costs
-    one broker round trip per step, not per batch.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._stale_below = 0  # epochs below this had a failed send; their replay is under way
-        self._needs_new_producer: BaseException | None = None  # why the current producer must go
-
-    def _publish(self, batch: ScoredBatch) -> None:
-        batches = self._gather(batch)
-        epoch = self._tracker.epoch
-        live = [b for b in batches if b.epoch == epoch and b.epoch >= self._stale_below]
-        dropped = sum(len(b.records) for b in batches if b not in live)
-        if dropped:
-            self._on_dropped(dropped)
-        if not live:
-            return
-        cause = self._needs_new_producer or self._fatal_error()
-        if cause is not None:
-            self._replace_producer(cause)
-            self._needs_new_producer = None
-        halt = halt_on_failure(self._producer)
-        sent_at = time.time()
-        sent: list[tuple[Outgoing, Any]] = []
-        failure: BaseException | None = None
-        for item in (item for b in live for item in self._writer.write(b, datetime.now(UTC))):
-            try:
-                future = self._producer.send(
-                    item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
-                )
-            except kafka_errors.KafkaError as exc:
-                failure = exc
-            else:
-                # kafka-python hands back an already failed future when the topic's metadata cannot
-                # be had (not authorized, for one) instead of raising. Sending on past it would let
-                # a later record of the same key through once the topic is writable again.
-                if future.is_done and future.failed():
-                    failure = future.exception
-                else:
-                    future.add_errback(halt)
-                    sent.append((item, future))
-            if failure is not None:
-                self._failed(failure, item, epoch)
-                break
-        deadline = time.monotonic() + _ACK_TIMEOUT_S
-        for item, future in sent:
-            try:
-                future.get(timeout=max(0.001, deadline - time.monotonic()))
-            except kafka_errors.KafkaError as exc:
-                if failure is None:  # records of one batch share one exception: report the first only
-                    failure = exc
-                    self._failed(exc, item, epoch)
-                continue
-            self._settled(item, epoch, time.time())
-        if failure is not None:
-            # Whatever is still queued in this producer was sent after the failed record: it must
-            # never be delivered. The next step starts on a fresh producer.
-            self._needs_new_producer = failure
-        elif sent:
-            elapsed = time.time() - sent_at
-            self._metrics.publish.observe(elapsed)
-            self._on_publish_latency(elapsed)
-
-    def _failed(self, exc: BaseException, item: Outgoing | None, epoch: int) -> None:
-        self._stale_below = epoch + 1
-        log.warning("publish failed; replaying from the first unacknowledged record", error=type(exc).__name__,
-                    where=item.source.where() if item else None, topic=item.topic if item else None)  # fmt: skip
-        self._request_rewind("publish_failed")
-
-
-class TransactionalPublisher(_PublisherBase):
-    def __init__(self, *, group_metadata: Callable[[int], Any | None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._group_metadata = group_metadata
-        self._stale_below = 0  # epochs below this belong to an aborted transaction
-
-    def _publish(self, batch: ScoredBatch) -> None:
-        batches = self._gather(batch)
-        epoch = self._tracker.epoch
-        metadata = self._group_metadata(epoch)
-        live = [b for b in batches if b.epoch == epoch and b.epoch >= self._stale_below and metadata is not None]
-        dropped = sum(len(b.records) for b in batches if b not in live)
-        if dropped:
-            self._on_dropped(dropped)
-        if live:
-            self._transact(live, epoch, metadata)
-
-    def _transact(self, batches: list[ScoredBatch], epoch: int, group_metadata: Any) -> None:
-        now = datetime.now(UTC)
-        items = [item for b in batches for item in self._writer.write(b, now)]
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for item in items:
-            tp = item.source.tp
-            next_offset = item.source.offset + 1
-            if tp not in offsets or offsets[tp].offset < next_offset:
-                offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
-        started = time.perf_counter()
-        try:
-            self._producer.begin_transaction()
-            identity = self._producer_identity()
-            futures = [
-                self._producer.send(
-                    item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
-                )
-                for item in items
-            ]
-            # Every record must be acknowledged before its input offsets join the transaction: the
-            # commit must never cover an offset whose outcome is not written. (kafka-python can
-            # recover a failed batch by bumping the producer epoch mid-transaction and then commit
-            # without it; the checks below turn that into an abort.)
-            deadline = time.monotonic() + _ACK_TIMEOUT_S
-            for future in futures:
-                future.get(timeout=max(0.001, deadline - time.monotonic()))
-            if self._producer_identity() != identity:
-                raise kafka_errors.KafkaError("producer epoch changed inside the transaction")
-            self._producer.send_offsets_to_transaction(offsets, group_metadata)
-            self._producer.commit_transaction()
-        except kafka_errors.KafkaError as exc:
-            self._metrics.transaction_aborts.inc()
-            self._stale_below = epoch + 1
-            if not self._recover_if_fatal(exc):
-                self._abort(exc)
-            self._request_rewind("transaction_aborted")
-            return
-        elapsed = time.perf_counter() - started
-        self._metrics.commit_latency.observe(elapsed)
-        self._metrics.publish.observe(elapsed)
-        self._metrics.commits.inc()
-        self._on_publish_latency(elapsed)
-        settled_at = time.time()
-        for item in items:
-            self._settled(item, epoch, settled_at)
-
-    def _recover_if_fatal(self, exc: BaseException) -> bool:
-        """Deal with errors no abort can recover from; True if the producer was replaced.
-
-        Fenced (another instance owns our transactional id): stop, publishing nothing more. Any
-        other fatal state: a new producer, whose ``init_transactions`` aborts whatever the old one
-        left open; the caller then replays from the last commit.
-        """
-        fatal = self._fatal_error()
-        cause = fatal if fatal is not None else exc
-        if isinstance(cause, _FENCED) or isinstance(exc, _FENCED):
-            self._fenced(cause, exc)
-        if fatal is not None:
-            self._replace_producer(fatal)
-            return True
-        return False
-
-    def _abort_with_current_epoch(self) -> None:
-        """Ask the coordinator to abort with this producer's epoch before starting a new producer.
-
-        A zombie (frozen, its transactional id since taken over) learns here that it is fenced. A
-        new producer's ``init_transactions`` would instead bump the epoch and fence the instance
-        that owns the id now. Bounded: kafka-python's ``abort_transaction()`` waits forever.
-        """
-        manager = getattr(self._producer, "_transaction_manager", None)
-        sender = getattr(self._producer, "_sender", None)
-        if manager is None or sender is None:
-            return
-        try:
-            result = manager.begin_abort()
-            sender.wakeup()
-            result.wait(timeout_ms=_ABORT_PROBE_TIMEOUT_MS)
-        except _FENCED as exc:
-            self._fenced(exc, exc)
-        except Exception as exc:  # no transaction to abort, an abortable error: the new producer will do
-            log.debug("abort with the current epoch did not complete", error=type(exc).__name__)
-        fatal = self._fatal_error()
-        if isinstance(fatal, _FENCED):
-            self._fenced(fatal, fatal)
-
-    def _fenced(self, cause: BaseException, exc: BaseException) -> NoReturn:
-        # The producer epoch moved on: another instance took this transactional id, or this
-        # process was frozen past transaction_timeout_ms and the coordinator aborted its
-        # transaction. Either way it may not publish again; a restart starts from the commits.
-        log.error("fenced: the producer epoch moved on (another instance owns this transactional id, or its "
-                  "transaction timed out); stopping without publishing", error=type(cause).__name__)  # fmt: skip
-        raise FencedError(type(cause).__name__) from exc
-
-    def _producer_identity(self) -> Any:
-        manager = getattr(self._producer, "_transaction_manager", None)
-        return getattr(manager, "producer_id_and_epoch", None)
-
-    def _abort(self, exc: BaseException) -> None:
-        """Abort by starting over with a new producer: its ``init_transactions`` bumps the epoch,
-        which makes the broker abort the open transaction and fences the old producer.
-
-        Aborting in place would be cheaper, but kafka-python's recovery after a failed batch
-        (sequence numbers, epoch bumps) has proved unreliable; a failed transaction is rare, a fresh
-        producer is simple and certain.
-        """
-        log.warning("transaction failed; aborting and replaying from the last commit", error=type(exc).__name__)
-        self._abort_with_current_epoch()
-        backoff = 0.1
-        while not self._stop.is_set():
-            try:
-                self._replace_producer(exc)
-                return
-            except kafka_errors.KafkaError as init_exc:
-                if isinstance(init_exc, _FENCED):
-                    raise FencedError(type(init_exc).__name__) from init_exc
-                log.warning("new transactional producer failed; retrying", error=type(init_exc).__name__,
-                            retry_in_s=backoff)  # fmt: skip
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)

@@ -16,9 +16,12 @@ never above the partition count: extra workers would sit idle). Below 1 a worker
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from worker.metrics import WorkerMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,4 +72,48 @@ class ScalingSignal:
             miss_ratio = (last.misses - first.misses) / scored
             if miss_ratio > self._miss_tolerance:
                 pressure = max(pressure, 1.0 + miss_ratio)
+        return pressure
+
+
+class ScalingReporter:
+    """Publishes ``riskstream_scaling_pressure`` from the worker's totals, its lag and its capacity.
+
+    ``update`` is called by the worker's supervisor every few seconds; the capacity is re-estimated
+    each time from the current service times and the buckets the memory cap allows.
+    """
+
+    def __init__(
+        self,
+        *,
+        metrics: WorkerMetrics,
+        lag: Callable[[], int],
+        service_time: Callable[[int], float],
+        buckets: Callable[[], tuple[int, ...]],
+        latency_budget_s: float,
+        signal: ScalingSignal | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._metrics = metrics
+        self._lag = lag
+        self._service_time = service_time
+        self._buckets = buckets
+        self._budget_s = latency_budget_s
+        self._signal = signal if signal is not None else ScalingSignal()
+        self._clock = clock
+
+    def update(self) -> float | None:
+        """Take a sample and set the gauge; returns the pressure (None until it is known)."""
+        totals = self._metrics.totals()
+        self._signal.observe(
+            Sample(
+                at=self._clock(),
+                consumed=totals.consumed,
+                lag=float(self._lag()),
+                scored=totals.scored,
+                misses=totals.budget_misses,
+            )
+        )
+        pressure = self._signal.pressure(capacity_events_per_s(self._service_time, self._budget_s, self._buckets()))
+        if pressure is not None:
+            self._metrics.scaling_pressure.set(round(pressure, 3))
         return pressure

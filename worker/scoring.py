@@ -36,7 +36,6 @@ class ScoringStage:
         outbox: queue.SimpleQueue[ScoredBatch],
         current_epoch: Callable[[], int],
         batch_cap: Callable[[], int],
-        on_dropped: Callable[[int], None],
         metrics: WorkerMetrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -47,7 +46,6 @@ class ScoringStage:
         self._outbox = outbox
         self._current_epoch = current_epoch
         self._batch_cap = batch_cap
-        self._on_dropped = on_dropped
         self._metrics = metrics
         self._clock = clock
         self._stop = threading.Event()
@@ -96,16 +94,12 @@ class ScoringStage:
             self._score(self._batcher.take(cap))
 
     def _admit(self, record: ConsumedRecord) -> None:
-        if record.epoch != self._current_epoch():
-            self._on_dropped(1)
-            return
-        self._batcher.add(record)
+        if record.epoch == self._current_epoch():  # else abandoned by a rebalance or rewind: replayed
+            self._batcher.add(record)
 
     def _score(self, records: list[ConsumedRecord]) -> None:
         epoch = self._current_epoch()
         live = [r for r in records if r.epoch == epoch]
-        if len(live) != len(records):
-            self._on_dropped(len(records) - len(live))
         if not live:
             return
         scoreable = [i for i, r in enumerate(live) if r.scoreable]

@@ -1,6 +1,7 @@
 """The poll loop: the only thread that touches the KafkaConsumer.
 
-Read ``_iteration`` top to bottom and it states the delivery guarantee:
+Read :meth:`Source.iteration` top to bottom and it states the poll loop's part of the delivery
+guarantee (the publish step's part is in :mod:`worker.guarantee`):
 
 1. apply backpressure (pause/resume every assigned partition; keep polling either way, so the
    member stays in its group);
@@ -281,8 +282,7 @@ class Source:
             if now >= self._resume_at:
                 self._rewinds_in_a_row = 0
             return
-        if self._commits_offsets:
-            self.commit()  # keep what is contiguously done, so the replay is as short as possible
+        self.commit()  # keep what is contiguously done, so the replay is as short as possible
         points = self._tracker.replay_points()
         epoch = self._tracker.reset()
         if self._epoch_metadata is not None:  # same generation, new epoch
@@ -310,7 +310,10 @@ class Source:
 
     def commit(self) -> bool:
         """At-least-once: commit every partition's contiguous done watermark, synchronously
-        (shutdown and replays, where the next step depends on it)."""
+        (shutdown and replays, where the next step depends on it). A no-op when the publish step
+        commits instead (exactly-once)."""
+        if not self._commits_offsets:
+            return True
         offsets = self._committable()
         if not offsets:
             return True

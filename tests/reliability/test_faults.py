@@ -72,6 +72,48 @@ def test_sigkill_three_times_after_further_progress(
         assert outside == [], outside[:10]
 
 
+@pytest.mark.parametrize(
+    ("guarantee", "static"),
+    [("at_least_once", True), ("exactly_once", True), ("at_least_once", False)],
+    ids=["alo-static", "eos-static", "alo-dynamic"],
+)
+def test_sigkill_with_default_settings_then_restart(
+    fault_broker: Cluster,
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+    serving_model: Path,
+    guarantee: str,
+    static: bool,
+) -> None:
+    """Recovery as a pod restart sees it: default session timeout (30 s), the same worker id again.
+
+    A static member (the default) is taken back at once; a dynamic one waits until the broker evicts
+    the dead member after its session timeout. Both rows go into the table with their recovery time.
+    """
+    defaults = {"session_timeout_ms": 30_000, "heartbeat_interval_ms": 3_000, "commit_interval_ms": 1_000}
+    scenario = Scenario(
+        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
+        model_dir=serving_model, events=20_000, rate=1000, partitions=4, seed=8,
+        worker_settings={"consumer": {**defaults, "static_membership": static}},
+    )  # fmt: skip
+    worker = scenario.start_worker("pod-0")
+    scenario.start()
+    scenario.wait_output(0.3)
+    worker.kill()
+    killed_at = time.monotonic()
+    time.sleep(0.5)
+    baseline = scenario.monitor.total
+    scenario.start_worker("pod-0", wait=False)  # the restarted container of the same pod
+    recovery = scenario.monitor.resumed(killed_at, baseline)
+    scenario.finish()
+    scenario.stop_all()
+    report = scenario.verify()
+    membership = "static membership (default)" if static else "dynamic membership"
+    scenario.record(f"SIGKILL, restart, default settings, {membership}", report, recovery,
+                    "session timeout 30 s")  # fmt: skip
+    scenario.assert_sound(report)
+
+
 @pytest.mark.parametrize("guarantee", GUARANTEES)
 def test_sigterm_under_load_drains_and_nothing_is_reprocessed(
     fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from worker.batcher import BatchPolicy, LatencyBudgetBatcher, ServiceTimeEstimator, bucket_for
+from worker.batcher import BatchPolicy, LatencyBudgetBatcher, PublishLatency, ServiceTimeEstimator, bucket_for
 
 
 @dataclass
@@ -61,8 +61,13 @@ def test_closes_early_enough_to_meet_the_budget_given_service_time() -> None:
 
 
 def test_publish_estimate_is_part_of_the_budget() -> None:
-    batcher = make(budget=0.050, linger=1.0, margin=0.0)
-    batcher.publish_estimate_s = 0.010
+    publish = PublishLatency(alpha=1.0)
+    batcher = LatencyBudgetBatcher[Item](
+        BatchPolicy(latency_budget_s=0.050, max_linger_s=1.0, safety_margin_s=0.0),
+        ServiceTimeEstimator({1: 0.002}),
+        publish,
+    )
+    publish.observe(0.010)
     batcher.add(Item(event_time_s=100.0, arrived_s=100.0))
     assert batcher.close_at(cap=1) == pytest.approx(100.0 + 0.050 - 0.002 - 0.010)
 
@@ -123,3 +128,13 @@ def test_service_time_estimator_learns_and_extrapolates() -> None:
     estimator.observe(8, 0.008)
     assert estimator.estimate(8) == pytest.approx(0.006)
     assert ServiceTimeEstimator().estimate(64) == 0.0
+
+
+def test_publish_latency_is_a_smoothed_round_trip() -> None:
+    publish = PublishLatency(alpha=0.5)
+    assert publish.seconds == 0.0
+    publish.observe(0.020)
+    publish.observe(0.020)
+    assert publish.seconds == pytest.approx(0.015)
+    with pytest.raises(ValueError, match="alpha"):
+        PublishLatency(alpha=0.0)

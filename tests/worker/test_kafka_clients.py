@@ -5,6 +5,7 @@ from __future__ import annotations
 import kafka.errors as kafka_errors
 from kafka.producer.transaction_manager import TransactionManager
 
+from worker.guarantee import AtLeastOnce, ExactlyOnce
 from worker.kafka_clients import consumer_config, fence_instead_of_bumping_epoch, producer_config
 from worker.settings import load_settings
 
@@ -41,5 +42,7 @@ def test_consumer_and_producer_follow_the_interop_settings() -> None:
     assert "group_instance_id" not in consumer_config(dynamic)
     assert consumer_config(dynamic)["isolation_level"] == "read_uncommitted"
     assert producer_config(dynamic)["compression_type"] is None
-    transactional = producer_config(load_settings(guarantee="exactly_once", worker_id="pod-3", group_id="g"))
+    eos = load_settings(guarantee="exactly_once", worker_id="pod-3", group_id="g")
+    transactional = ExactlyOnce.producer_settings(eos)
     assert transactional["transactional_id"] == "riskstream-g-pod-3"
+    assert AtLeastOnce.producer_settings(settings) == {}

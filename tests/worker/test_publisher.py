@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +21,11 @@ from kafka.structs import TopicPartition
 from schemas import Decision, RiskScore, TransactionEvent, decode
 from schemas.redaction import contains_pan
 from tests.schemas.test_decode import valid_event
+from worker.batcher import PublishLatency
+from worker.guarantee import AtLeastOnce
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
-from worker.publisher import AtLeastOncePublisher, OutcomeWriter, Outgoing
+from worker.publisher import OutcomeWriter, Outgoing, PublishContext
 from worker.records import ConsumedRecord, ScoredBatch
 
 TP = TopicPartition("tx", 0)
@@ -117,18 +119,26 @@ class OffsetWriter:
 
 
 class Harness:
-    def __init__(self, *, fail_at_send: set[int] = frozenset(), fail_in_flight: set[int] = frozenset()) -> None:
+    def __init__(self, *, fail_at_send: Collection[int] = (), fail_in_flight: Collection[int] = ()) -> None:
         self.delivered: list[int] = []
         self.producers: list[FakeProducer] = []
         self.rewinds: list[str] = []
         self.tracker = OffsetTracker()
         self._fail_at_send = set(fail_at_send)
         self._fail_in_flight = set(fail_in_flight)
-        self.publisher = AtLeastOncePublisher(
-            producer_factory=self._new_producer, writer=OffsetWriter(), outbox=queue.SimpleQueue(),
-            tracker=self.tracker, metrics=WorkerMetrics(), latency_budget_s=0.05,
-            request_rewind=self.rewinds.append, on_dropped=lambda n: None, on_publish_latency=lambda s: None,
-        )  # fmt: skip
+        self.publisher = AtLeastOnce(
+            PublishContext(
+                producer_factory=self._new_producer,
+                writer=OffsetWriter(),  # type: ignore[arg-type]
+                outbox=queue.SimpleQueue(),
+                tracker=self.tracker,
+                metrics=WorkerMetrics(),
+                latency_budget_s=0.05,
+                request_rewind=self.rewinds.append,
+                publish_latency=PublishLatency(),
+                group_metadata=lambda epoch: None,
+            )
+        )
 
     def _new_producer(self) -> Any:
         producer = FakeProducer(self.delivered, fail_at_send=self._fail_at_send, fail_in_flight=self._fail_in_flight)

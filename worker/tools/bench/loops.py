@@ -24,10 +24,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import kafka.errors as kafka_errors
 import structlog
 from kafka import KafkaConsumer, KafkaProducer
 
-from worker.kafka_clients import build_consumer, build_producer, connection_config
+from worker.kafka_clients import build_consumer, build_producer, connection_config, guard_against_lost_join_results
 from worker.settings import Settings
 from worker.tools.produce import OutgoingEvent, measuring_producer_config, outgoing_events, send_paced
 
@@ -185,10 +186,22 @@ def naive(settings: Settings, *, input_topic: str, output_topic: str, ready_file
     info = scorer.info
     model_ref = ModelRef(name=info.name, version=info.version, quantization=info.quantization, device=info.device)
     budget_ms = settings.batching.latency_budget_ms
+    guard_against_lost_join_results()  # the same kafka-python fix the worker runs with
     consumer = KafkaConsumer(
-        **connection_config(settings.kafka), group_id=settings.group_id, enable_auto_commit=False,
-        auto_offset_reset="earliest", fetch_max_wait_ms=settings.consumer.fetch_max_wait_ms,
-    )  # fmt: skip
+        **connection_config(settings.kafka),
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.consumer.fetch_max_wait_ms,
+    )
+
+    def commit() -> None:
+        try:
+            consumer.commit()
+        except (kafka_errors.RebalanceInProgressError, kafka_errors.CommitFailedError) as exc:
+            # The group is rebalancing: the next poll rejoins; what was not committed is replayed.
+            log.warning("commit failed during a rebalance", error=type(exc).__name__)
+
     producer = KafkaProducer(**connection_config(settings.kafka), acks="all", linger_ms=0)
 
     def handle(record: Any) -> None:
@@ -212,12 +225,12 @@ def naive(settings: Settings, *, input_topic: str, output_topic: str, ready_file
     try:
         for record in _subscribe_and_signal_ready(consumer, input_topic, ready_file, stop, max_records=1):
             handle(record)
-            consumer.commit()
+            commit()
         while not stop.is_set():
             for records in consumer.poll(timeout_ms=_POLL_MS, max_records=1).values():
                 for record in records:
                     handle(record)
-                    consumer.commit()
+                    commit()
     finally:
         producer.close(timeout=10)
         consumer.close(autocommit=False)

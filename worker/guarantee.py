@@ -1,0 +1,333 @@
+"""The delivery guarantee, in one place: :class:`AtLeastOnce` and :class:`ExactlyOnce`.
+
+Each is the publisher of its guarantee and says, in its docstring, the steps of one publish step in
+the order that makes the guarantee hold. Each also owns what differs between the two anywhere else:
+
+=========================  =============================================  ============================================
+                           :class:`AtLeastOnce`                           :class:`ExactlyOnce`
+=========================  =============================================  ============================================
+producer                   idempotent, ``acks=all``, one request in       the same, transactional (``transactional_id``
+                           flight per broker                              = prefix-group-worker), ``init_transactions``
+consumer                   ``read_committed`` (a setting)                 ``read_committed`` (required)
+"done" for an offset       its outcome is acknowledged by the broker      its outcome's transaction committed
+commit                     the poll loop, the contiguous done watermark   inside the transaction, with the group
+                           (``source_commits``)                           metadata of the consuming generation
+on revoke                  drain, commit the watermark, abandon the rest  drain; what did not commit is abandoned
+after a failed publish     rewind to the first unacknowledged offset      abort, new producer, rewind to the last commit
+shutdown                   drain, final commit of the watermark           drain (each step already committed)
+zombie                     duplicates at worst                            fenced by producer epoch or generation: exit 3
+=========================  =============================================  ============================================
+
+The worker chooses once, at construction (:func:`guarantee_for`); nothing else branches on it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import kafka.errors as kafka_errors
+import structlog
+from kafka import KafkaProducer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from worker.errors import FencedError
+from worker.kafka_clients import build_producer, fence_instead_of_bumping_epoch, halt_on_failure, producer_config
+from worker.publisher import Outgoing, PublishContext, Publisher
+from worker.records import ScoredBatch
+from worker.settings import Settings
+
+log = structlog.get_logger("riskstream.publisher")
+
+_ACK_TIMEOUT_S = 30.0
+_ABORT_PROBE_TIMEOUT_MS = 10_000
+_FENCED = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
+
+
+class AtLeastOnce(Publisher):
+    """At-least-once: an offset is committed only after every outcome up to it is acknowledged.
+
+    One publish step, in order:
+
+    1. take every scored batch of the current epoch (a batch of an older epoch was abandoned by a
+       rebalance or a rewind and is dropped: its records are being replayed);
+    2. if the last step failed, abort that producer and start a new one (nothing queued in the old
+       one may reach the broker after the failure);
+    3. send each batch's scores and dead letters; stop at the first send that comes back failed (an
+       already failed future, or an errback that halts the producer's sender before it drains the
+       next batch of the partition);
+    4. wait for every acknowledgement; each acknowledged record marks its input offset done in the
+       offset tracker;
+    5. on a failure: ask the poll loop to rewind (replay from the first unacknowledged offset) and
+       mark this epoch stale, so nothing published after the failed record can overtake its replay.
+
+    Waiting for a step's acknowledgements before the next step is what keeps per-key order through
+    failures; the scoring stage keeps working meanwhile, so the wait costs one broker round trip per
+    step, not per batch. The commit itself is the poll loop's (``source_commits``): every interval, on
+    a rewind, on revoke and at shutdown it commits the contiguous done watermark of each partition
+    (:class:`~worker.offsets.OffsetTracker`), never past an unacknowledged record.
+    """
+
+    name = "at_least_once"
+    source_commits = True
+
+    @staticmethod
+    def producer_settings(settings: Settings) -> dict[str, Any]:
+        """Idempotent producer (``kafka_clients.producer_config``); nothing transactional."""
+        return {}
+
+    @classmethod
+    def open_producer(cls, settings: Settings) -> KafkaProducer:
+        return build_producer(settings)
+
+    def __init__(self, context: PublishContext) -> None:
+        super().__init__(context)
+        self._stale_below = 0  # epochs below this had a failed send; their replay is under way
+        self._needs_new_producer: BaseException | None = None  # why the current producer must go
+
+    def _publish(self, batch: ScoredBatch) -> None:
+        batches = self._gather(batch)
+        epoch = self._tracker.epoch
+        live = [b for b in batches if b.epoch == epoch and b.epoch >= self._stale_below]
+        if not live:
+            return
+        cause = self._needs_new_producer or self._fatal_error()
+        if cause is not None:
+            self._replace_producer(cause)
+            self._needs_new_producer = None
+        halt = halt_on_failure(self._producer)
+        sent_at = time.time()
+        sent: list[tuple[Outgoing, Any]] = []
+        failure: BaseException | None = None
+        for item in (item for b in live for item in self._writer.write(b, datetime.now(UTC))):
+            try:
+                future = self._producer.send(
+                    item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
+                )
+            except kafka_errors.KafkaError as exc:
+                failure = exc
+            else:
+                # kafka-python hands back an already failed future when the topic's metadata cannot
+                # be had (not authorized, for one) instead of raising. Sending on past it would let
+                # a later record of the same key through once the topic is writable again.
+                if future.is_done and future.failed():
+                    failure = future.exception
+                else:
+                    future.add_errback(halt)
+                    sent.append((item, future))
+            if failure is not None:
+                self._failed(failure, item, epoch)
+                break
+        deadline = time.monotonic() + _ACK_TIMEOUT_S
+        for item, future in sent:
+            try:
+                future.get(timeout=max(0.001, deadline - time.monotonic()))
+            except kafka_errors.KafkaError as exc:
+                if failure is None:  # records of one batch share one exception: report the first only
+                    failure = exc
+                    self._failed(exc, item, epoch)
+                continue
+            self._settled(item, epoch, time.time())
+        if failure is not None:
+            # Whatever is still queued in this producer was sent after the failed record: it must
+            # never be delivered. The next step starts on a fresh producer.
+            self._needs_new_producer = failure
+        elif sent:
+            elapsed = time.time() - sent_at
+            self._metrics.publish.observe(elapsed)
+            self._publish_latency.observe(elapsed)
+
+    def _failed(self, exc: BaseException, item: Outgoing | None, epoch: int) -> None:
+        self._stale_below = epoch + 1
+        log.warning("publish failed; replaying from the first unacknowledged record", error=type(exc).__name__,
+                    where=item.source.where() if item else None, topic=item.topic if item else None)  # fmt: skip
+        self._request_rewind("publish_failed")
+
+
+class ExactlyOnce(Publisher):
+    """Exactly-once: outcomes and consumed offsets commit in one Kafka transaction, or neither does.
+
+    One publish step is one transaction, in order:
+
+    1. take every scored batch of the current epoch, and the consumer-group metadata of the
+       generation that consumed it (none: the generation is gone, the batch is dropped and replayed);
+    2. ``begin_transaction``;
+    3. send each batch's scores and dead letters;
+    4. wait for every acknowledgement (the commit must never cover an offset whose outcome is not
+       written), and check the producer's epoch did not change under the transaction;
+    5. ``send_offsets_to_transaction`` with one past each input offset and the pinned group metadata
+       (KIP-447: the broker fences the commit of a stale generation);
+    6. ``commit_transaction``; then mark the records done in the offset tracker.
+
+    Any failure aborts: first with the current epoch (a zombie learns here that it is fenced), then by
+    starting a new producer, whose ``init_transactions`` aborts whatever the old one left open; the
+    poll loop rewinds to the last commit. A fenced producer (another instance owns the transactional
+    id, or the transaction timed out while the process was frozen) stops the worker: exit 3. The poll
+    loop never commits (``source_commits`` is False); readers use ``read_committed``, and so does the
+    worker's own consumer (the settings require it).
+    """
+
+    name = "exactly_once"
+    source_commits = False
+
+    @staticmethod
+    def producer_settings(settings: Settings) -> dict[str, Any]:
+        return {
+            "transactional_id": settings.transactional_id,
+            "transaction_timeout_ms": settings.transaction_timeout_ms,
+            # Right after a commit the coordinator may still be writing markers and answer the next
+            # transaction's first request with CONCURRENT_TRANSACTIONS; the default 100 ms backoff
+            # before retrying would then dominate exactly-once latency.
+            "retry_backoff_ms": 10,
+        }
+
+    @classmethod
+    def open_producer(cls, settings: Settings) -> KafkaProducer:
+        """A transactional producer; ``init_transactions`` fences any earlier incarnation of this worker
+        and aborts what it left open."""
+        fence_instead_of_bumping_epoch()
+        producer = KafkaProducer(**producer_config(settings), **cls.producer_settings(settings))
+        producer.init_transactions()
+        return producer
+
+    def __init__(self, context: PublishContext) -> None:
+        super().__init__(context)
+        self._group_metadata = context.group_metadata
+        self._stale_below = 0  # epochs below this belong to an aborted transaction
+
+    def _publish(self, batch: ScoredBatch) -> None:
+        batches = self._gather(batch)
+        epoch = self._tracker.epoch
+        metadata = self._group_metadata(epoch)
+        live = [b for b in batches if b.epoch == epoch and b.epoch >= self._stale_below and metadata is not None]
+        if live:
+            self._transact(live, epoch, metadata)
+
+    def _transact(self, batches: list[ScoredBatch], epoch: int, group_metadata: Any) -> None:
+        now = datetime.now(UTC)
+        items = [item for b in batches for item in self._writer.write(b, now)]
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for item in items:
+            tp = item.source.tp
+            next_offset = item.source.offset + 1
+            if tp not in offsets or offsets[tp].offset < next_offset:
+                offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
+        started = time.perf_counter()
+        try:
+            self._producer.begin_transaction()
+            identity = self._producer_identity()
+            futures = [
+                self._producer.send(
+                    item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
+                )
+                for item in items
+            ]
+            # Every record must be acknowledged before its input offsets join the transaction: the
+            # commit must never cover an offset whose outcome is not written. (kafka-python can
+            # recover a failed batch by bumping the producer epoch mid-transaction and then commit
+            # without it; the checks below turn that into an abort.)
+            deadline = time.monotonic() + _ACK_TIMEOUT_S
+            for future in futures:
+                future.get(timeout=max(0.001, deadline - time.monotonic()))
+            if self._producer_identity() != identity:
+                raise kafka_errors.KafkaError("producer epoch changed inside the transaction")
+            self._producer.send_offsets_to_transaction(offsets, group_metadata)
+            self._producer.commit_transaction()
+        except kafka_errors.KafkaError as exc:
+            self._metrics.transaction_aborts.inc()
+            self._stale_below = epoch + 1
+            if not self._recover_if_fatal(exc):
+                self._abort(exc)
+            self._request_rewind("transaction_aborted")
+            return
+        elapsed = time.perf_counter() - started
+        self._metrics.commit_latency.observe(elapsed)
+        self._metrics.publish.observe(elapsed)
+        self._metrics.commits.inc()
+        self._publish_latency.observe(elapsed)
+        settled_at = time.time()
+        for item in items:
+            self._settled(item, epoch, settled_at)
+
+    def _recover_if_fatal(self, exc: BaseException) -> bool:
+        """Deal with errors no abort can recover from; True if the producer was replaced.
+
+        Fenced (another instance owns our transactional id): stop, publishing nothing more. Any
+        other fatal state: a new producer, whose ``init_transactions`` aborts whatever the old one
+        left open; the caller then replays from the last commit.
+        """
+        fatal = self._fatal_error()
+        cause = fatal if fatal is not None else exc
+        if isinstance(cause, _FENCED) or isinstance(exc, _FENCED):
+            self._fenced(cause, exc)
+        if fatal is not None:
+            self._replace_producer(fatal)
+            return True
+        return False
+
+    def _abort_with_current_epoch(self) -> None:
+        """Ask the coordinator to abort with this producer's epoch before starting a new producer.
+
+        A zombie (frozen, its transactional id since taken over) learns here that it is fenced. A
+        new producer's ``init_transactions`` would instead bump the epoch and fence the instance
+        that owns the id now. Bounded: kafka-python's ``abort_transaction()`` waits forever.
+        """
+        manager = getattr(self._producer, "_transaction_manager", None)
+        sender = getattr(self._producer, "_sender", None)
+        if manager is None or sender is None:
+            return
+        try:
+            result = manager.begin_abort()
+            sender.wakeup()
+            result.wait(timeout_ms=_ABORT_PROBE_TIMEOUT_MS)
+        except _FENCED as exc:
+            self._fenced(exc, exc)
+        except Exception as exc:  # no transaction to abort, an abortable error: the new producer will do
+            log.debug("abort with the current epoch did not complete", error=type(exc).__name__)
+        fatal = self._fatal_error()
+        if isinstance(fatal, _FENCED):
+            self._fenced(fatal, fatal)
+
+    def _fenced(self, cause: BaseException, exc: BaseException) -> NoReturn:
+        # The producer epoch moved on: another instance took this transactional id, or this
+        # process was frozen past transaction_timeout_ms and the coordinator aborted its
+        # transaction. Either way it may not publish again; a restart starts from the commits.
+        log.error("fenced: the producer epoch moved on (another instance owns this transactional id, or its "
+                  "transaction timed out); stopping without publishing", error=type(cause).__name__)  # fmt: skip
+        raise FencedError(type(cause).__name__) from exc
+
+    def _producer_identity(self) -> Any:
+        manager = getattr(self._producer, "_transaction_manager", None)
+        return getattr(manager, "producer_id_and_epoch", None)
+
+    def _abort(self, exc: BaseException) -> None:
+        """Abort by starting over with a new producer: its ``init_transactions`` bumps the epoch,
+        which makes the broker abort the open transaction and fences the old producer.
+
+        Aborting in place would be cheaper, but kafka-python's recovery after a failed batch
+        (sequence numbers, epoch bumps) has proved unreliable; a failed transaction is rare, a fresh
+        producer is simple and certain.
+        """
+        log.warning("transaction failed; aborting and replaying from the last commit", error=type(exc).__name__)
+        self._abort_with_current_epoch()
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                self._replace_producer(exc)
+                return
+            except kafka_errors.KafkaError as init_exc:
+                if isinstance(init_exc, _FENCED):
+                    raise FencedError(type(init_exc).__name__) from init_exc
+                log.warning("new transactional producer failed; retrying", error=type(init_exc).__name__,
+                            retry_in_s=backoff)  # fmt: skip
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+
+Guarantee = type[AtLeastOnce] | type[ExactlyOnce]
+
+
+def guarantee_for(settings: Settings) -> Guarantee:
+    """The guarantee the settings ask for: the one choice, made once."""
+    return ExactlyOnce if settings.guarantee == ExactlyOnce.name else AtLeastOnce
