@@ -36,6 +36,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from inference.buckets import bucket_for, bucket_sizes
 from inference.checkpoint import DecisionThresholds, LoadedCheckpoint, RiskMetadata, load_checkpoint
 from inference.cpu import default_threads
 from inference.errors import DeviceError, ScoringError
@@ -67,12 +68,11 @@ class FaultInjection:
 
     ``oom_probability``: each forward attempt of a batch of at least ``oom_min_batch`` real events
     raises a genuine ``torch.OutOfMemoryError`` with this probability (seeded by ``seed``).
-    ``delay_s``: every forward attempt sleeps this long first (a slow model).
+    (A slow model is the worker's fault to inject: ``worker.engine.SlowedEngine``.)
     """
 
     oom_probability: float = 0.0
     oom_min_batch: int = 2
-    delay_s: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -80,8 +80,6 @@ class FaultInjection:
             raise ValueError("oom_probability must be within [0, 1]")
         if self.oom_min_batch < 1:
             raise ValueError("oom_min_batch must be >= 1")
-        if self.delay_s < 0:
-            raise ValueError("delay_s must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -151,13 +149,6 @@ def parse_device(device: str) -> torch.device:
     if index >= torch.cuda.device_count():
         raise DeviceError(f"{device}: only {torch.cuda.device_count()} CUDA device(s) present")
     return torch.device("cuda", index)
-
-
-def bucket_sizes(max_batch: int) -> tuple[int, ...]:
-    """Powers of two from 1 up to ``max_batch`` rounded down to a power of two."""
-    if max_batch < 1:
-        raise ValueError("max_batch must be >= 1")
-    return tuple(1 << exponent for exponent in range(max_batch.bit_length()))
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -292,10 +283,7 @@ class Scorer:
 
     def bucket_for(self, count: int) -> int:
         """The smallest bucket holding ``count`` events (the largest bucket if none does)."""
-        for bucket in self._buckets:
-            if bucket >= count:
-                return bucket
-        return self._buckets[-1]
+        return bucket_for(count, self._buckets[-1])
 
     def score(self, batch: Sequence[Features]) -> BatchScores:
         """Score featurized events, in input order. See the module docstring for guarantees."""
@@ -360,8 +348,6 @@ class Scorer:
         faults = self._faults
         if faults is None or self._fault_rng is None:
             return
-        if faults.delay_s:
-            time.sleep(faults.delay_s)
         eligible = count >= faults.oom_min_batch and faults.oom_probability > 0.0
         if eligible and self._fault_rng.random() < faults.oom_probability:
             raise torch.OutOfMemoryError(f"injected out-of-memory on a batch of {count}")

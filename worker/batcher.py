@@ -23,6 +23,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from inference.buckets import bucket_for
+
 
 class Batchable(Protocol):
     @property
@@ -47,11 +49,6 @@ class Batchable(Protocol):
 
 
 T = TypeVar("T", bound=Batchable)
-
-
-def bucket_for(size: int) -> int:
-    """The power-of-two shape bucket a batch of ``size`` items runs in."""
-    return 1 << max(0, math.ceil(math.log2(max(1, size))))
 
 
 class ServiceTimeEstimator:

@@ -91,11 +91,6 @@ class OffsetTracker:
                 if state.watermark is not None and state.watermark != state.committed
             }
 
-    def watermarks(self) -> dict[TopicPartition, int]:
-        """Every partition's current watermark (whether or not already committed)."""
-        with self._lock:
-            return {tp: s.watermark for tp, s in self._partitions.items() if s.watermark is not None}
-
     def advance_idle(self, tp: TopicPartition, position: int) -> None:
         """Move an idle partition's watermark up to the consumer's ``position``.
 

@@ -46,7 +46,8 @@ class ConsumedRecord:
 
 @dataclass(slots=True)
 class ScoredBatch:
-    """A closed batch after inference: ``scores[i]`` belongs to ``records[scored_index[i]]``."""
+    """A closed batch after inference: ``scores[i]`` belongs to ``records[i]`` (NaN for a record that
+    was not scored: a dead letter, or an index in ``failures``)."""
 
     records: list[ConsumedRecord]
     scores: npt.NDArray[np.float32]
