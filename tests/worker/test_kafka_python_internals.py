@@ -1,0 +1,72 @@
+"""Every private kafka-python name riskstream's workarounds rely on, checked on the installed version.
+
+The worker patches or reads internals of kafka-python 3.0.x (``worker/kafka_clients.py``,
+``worker/guarantee.py``, ``worker/preflight.py``, ``worker/source.py``); pyproject pins the versions
+they were verified on. An upgrade that renames one must fail here, loudly and by name, not later as a
+lost partition, an unordered replay or a fenced healthy instance. No broker is needed.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.coordinator.consumer import ConsumerCoordinator
+from kafka.net.compat import KafkaNetClient
+from kafka.producer.transaction_manager import TransactionManager
+from kafka.record.default_records import DefaultRecordBatch
+
+UNREACHABLE = {"bootstrap_servers": "127.0.0.1:1", "api_version": (4, 1)}
+
+
+def _missing(obj: object, names: tuple[str, ...]) -> list[str]:
+    return [f"{type(obj).__name__ if not isinstance(obj, type) else obj.__name__}.{name}"
+            for name in names if not hasattr(obj, name)]  # fmt: skip
+
+
+def test_the_installed_kafka_python_is_the_verified_series() -> None:
+    assert version("kafka-python").startswith("3.0."), version("kafka-python")
+
+
+def test_class_level_internals_exist() -> None:
+    missing = [
+        *_missing(ConsumerCoordinator, ("need_rejoin",)),  # guard_against_lost_join_results
+        *_missing(TransactionManager, ("classify_batch_error", "is_transactional", "ERROR_CLASS_FATAL")),
+        *_missing(DefaultRecordBatch, ("_maybe_uncompress", "base_offset", "last_offset")),  # undecodable batches
+        *_missing(KafkaNetClient, ("maybe_connect", "close", "cluster")),  # preflight
+    ]
+    assert not missing, f"kafka-python internals gone: {missing}"
+    assert isinstance(KafkaAdminClient.DEFAULT_CONFIG, dict)
+
+
+def test_instance_internals_exist() -> None:
+    producer = KafkaProducer(**UNREACHABLE, transactional_id="internals-check")
+    consumer = KafkaConsumer(**UNREACHABLE, group_id="g", group_instance_id="i")
+    try:
+        missing = [
+            *_missing(producer, ("_sender", "_transaction_manager")),
+            *_missing(producer._sender, ("force_close", "wakeup", "join")),  # halt_on_failure, abort_producer
+            *_missing(
+                producer._transaction_manager,  # fatal-state checks and the abort with the current epoch
+                ("has_fatal_error", "_last_error", "begin_abort", "producer_id_and_epoch"),
+            ),
+            *_missing(consumer, ("_fetcher", "_coordinator")),
+            *_missing(consumer._fetcher, ("_next_partition_records",)),  # undecodable_position
+            *_missing(consumer._coordinator, ("is_dynamic_member", "_join_task")),  # leave_group_on_close, join guard
+        ]
+    finally:
+        producer.close(timeout=0)
+        consumer.close(autocommit=False)
+    assert not missing, f"kafka-python internals gone: {missing}"
+
+
+def test_the_preflight_connection_internals_exist() -> None:
+    client = KafkaNetClient(**{**KafkaAdminClient.DEFAULT_CONFIG, "bootstrap_servers": ["127.0.0.1:1"]})
+    try:
+        node = client.cluster.bootstrap_brokers()[0].node_id
+        client.maybe_connect(node)
+        conn = client._manager._conns.get(node)
+        assert conn is not None and hasattr(conn, "init_future") and hasattr(conn, "broker_version_data")
+        assert hasattr(client._net, "poll")
+    finally:
+        client.close()
