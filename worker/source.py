@@ -3,9 +3,10 @@
 Read :meth:`Source.iteration` top to bottom and it states the poll loop's part of the delivery
 guarantee (the publish step's part is in :mod:`worker.guarantee`):
 
-1. apply backpressure (pause/resume every assigned partition; keep polling either way, so the
+1. replay uncommitted work if a stage asked for it (failed publish, aborted transaction): commit
+   what is done, seek back to the first unacknowledged offset, hold consumption for a backoff;
+2. apply backpressure (pause/resume every assigned partition; keep polling either way, so the
    member stays in its group);
-2. replay uncommitted work if a stage asked for it (failed publish, aborted transaction);
 3. poll, decode, validate and featurize; every record is tracked as in flight *before* it is
    handed to the inference stage, and becomes exactly one score or one dead letter;
 4. at-least-once: commit the contiguous done watermark (never past an unacknowledged record).
@@ -73,7 +74,9 @@ class Source:
         undecodable_batch: Literal["dead_letter", "stop"] = "dead_letter",
         refuse_pan_in_identifiers: bool = False,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` stamps arrivals (wall time, like Kafka timestamps); ``monotonic`` times backoffs."""
         self._consumer = consumer
         self._engine = engine
         self._topic = topic
@@ -92,6 +95,7 @@ class Source:
         self._undecodable_batch = undecodable_batch
         self._refuse_pan_in_identifiers = refuse_pan_in_identifiers
         self._clock = clock
+        self._monotonic = monotonic
         self._rewind_lock = threading.Lock()
         self._rewind_cause: str | None = None
         self._rewinds_in_a_row = 0
@@ -144,9 +148,9 @@ class Source:
 
     def iteration(self) -> None:
         """One pass of the poll loop (the worker calls this until shutdown completes)."""
-        now = time.monotonic()
+        now = self._monotonic()
+        self._maybe_rewind(now)  # first: its backoff must hold this very poll
         self._apply_backpressure(now)
-        self._maybe_rewind(now)
         room = self._admission.room(self._tracker.pending())
         try:
             polled = self._consumer.poll(

@@ -1,0 +1,198 @@
+"""Exactly-once publish steps against a fake transactional producer: no broker, no sleeps.
+
+One step is one transaction: outcomes, then the consumed offsets with the pinned generation, then the
+commit; the input offsets count as done only after it. A failed record aborts (first with the current
+epoch, then by a new producer) and replays; a fenced producer stops the worker; a batch whose
+generation is gone is never published.
+"""
+
+from __future__ import annotations
+
+import queue
+from typing import Any
+
+import kafka.errors as kafka_errors
+import numpy as np
+import pytest
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from worker.batcher import PublishLatency
+from worker.errors import FencedError
+from worker.guarantee import AtLeastOnce, ExactlyOnce, guarantee_for
+from worker.metrics import WorkerMetrics
+from worker.offsets import OffsetTracker
+from worker.publisher import Outgoing, PublishContext
+from worker.records import ConsumedRecord, ScoredBatch
+from worker.settings import load_settings
+
+TP0, TP1 = TopicPartition("tx", 0), TopicPartition("tx", 1)
+
+
+class _Future:
+    def __init__(self, error: BaseException | None) -> None:
+        self._error = error
+
+    def get(self, timeout: float | None = None) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+class _Done:
+    def wait(self, timeout_ms: int | None = None) -> None:
+        return None
+
+
+class _Manager:
+    def __init__(self) -> None:
+        self.producer_id_and_epoch = (7, 0)
+        self._last_error: BaseException | None = None
+        self.aborts = 0
+
+    def has_fatal_error(self) -> bool:
+        return self._last_error is not None
+
+    def begin_abort(self) -> _Done:
+        self.aborts += 1
+        return _Done()
+
+
+class _Sender:
+    def force_close(self) -> None:
+        return None
+
+    def wakeup(self) -> None:
+        return None
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+
+class FakeTransactionalProducer:
+    """Records what a transactional producer is asked to do; fails the sends or the commit it is told to."""
+
+    def __init__(self, *, fail_send_at: int | None = None, commit_error: BaseException | None = None) -> None:
+        self.calls: list[str] = []
+        self.sent: list[bytes] = []
+        self.offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        self.group_metadata: Any = None
+        self._fail_send_at = fail_send_at
+        self._commit_error = commit_error
+        self._transaction_manager = _Manager()
+        self._sender = _Sender()
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def send(self, topic: str, *, value: bytes, key: Any, headers: Any, partition: int | None) -> _Future:
+        index = len(self.sent)
+        self.sent.append(value)
+        error = kafka_errors.KafkaTimeoutError("batch expired") if index == self._fail_send_at else None
+        return _Future(error)
+
+    def send_offsets_to_transaction(self, offsets: dict[TopicPartition, OffsetAndMetadata], metadata: Any) -> None:
+        self.calls.append("offsets")
+        self.offsets, self.group_metadata = offsets, metadata
+
+    def commit_transaction(self) -> None:
+        self.calls.append("commit")
+        if self._commit_error is not None:
+            raise self._commit_error
+
+    def close(self, timeout: float | None = None) -> None:
+        self.calls.append("close")
+
+
+class _Writer:
+    def write(self, batch: ScoredBatch, now: Any) -> list[Outgoing]:
+        return [
+            Outgoing("scores", r.tp.partition, b"k", f"{r.tp.partition}/{r.offset}".encode(), [], r, "approve", None)
+            for r in batch.records
+        ]
+
+
+class Rig:
+    def __init__(self, *producers: FakeTransactionalProducer, generation: Any = "gen-3") -> None:
+        self.producers = list(producers)
+        self.opened: list[FakeTransactionalProducer] = []
+        self.rewinds: list[str] = []
+        self.tracker = OffsetTracker()
+        self.generation = generation
+        self.publisher = ExactlyOnce(
+            PublishContext(
+                producer_factory=self._open,
+                writer=_Writer(),  # type: ignore[arg-type]
+                outbox=queue.SimpleQueue(),
+                tracker=self.tracker,
+                metrics=WorkerMetrics(),
+                latency_budget_s=0.05,
+                request_rewind=self.rewinds.append,
+                publish_latency=PublishLatency(),
+                group_metadata=lambda epoch: self.generation if epoch == self.tracker.epoch else None,
+            )
+        )
+
+    def _open(self) -> FakeTransactionalProducer:
+        producer = self.producers.pop(0) if self.producers else FakeTransactionalProducer()
+        self.opened.append(producer)
+        return producer
+
+    def step(self, offsets: list[tuple[TopicPartition, int]]) -> None:
+        records = []
+        for tp, offset in offsets:
+            epoch = self.tracker.track(tp, offset)
+            records.append(ConsumedRecord(tp=tp, offset=offset, timestamp_ms=0, key=b"k", epoch=epoch,
+                                          arrived_s=0.0, late=False, features=1.0))  # fmt: skip
+        scores = np.zeros(len(records), dtype=np.float32)
+        self.publisher._publish(ScoredBatch(records, scores, batch_size=len(records), epoch=self.tracker.epoch))
+
+
+def test_a_step_is_one_transaction_committing_outcomes_and_offsets_together() -> None:
+    rig = Rig()
+    rig.step([(TP0, 4), (TP0, 5), (TP1, 9)])
+    producer = rig.opened[0]
+    assert producer.calls == ["begin", "offsets", "commit"]
+    assert producer.offsets == {TP0: OffsetAndMetadata(6, "", -1), TP1: OffsetAndMetadata(10, "", -1)}
+    assert producer.group_metadata == "gen-3"  # the generation that consumed them (KIP-447)
+    assert rig.tracker.pending() == 0 and rig.tracker.committable() == {TP0: 6, TP1: 10}
+    assert rig.rewinds == []
+
+
+def test_a_failed_record_aborts_the_transaction_with_a_new_producer_and_replays() -> None:
+    failing = FakeTransactionalProducer(fail_send_at=1)
+    rig = Rig(failing)
+    rig.step([(TP0, 4), (TP0, 5), (TP0, 6)])
+    assert "offsets" not in failing.calls and "commit" not in failing.calls  # never committed
+    assert failing._transaction_manager.aborts == 1  # aborted with the current epoch first
+    assert len(rig.opened) == 2  # then a new producer (its init_transactions aborts the rest)
+    assert rig.rewinds == ["transaction_aborted"]
+    assert rig.tracker.pending() == 3 and rig.tracker.committable() == {}  # nothing counted as done
+
+
+def test_a_step_of_an_aborted_epoch_is_never_published() -> None:
+    rig = Rig(FakeTransactionalProducer(fail_send_at=0))
+    rig.step([(TP0, 1)])
+    stale_epoch = rig.tracker.epoch
+    records = [ConsumedRecord(tp=TP0, offset=2, timestamp_ms=0, key=b"k", epoch=stale_epoch, arrived_s=0.0,
+                              late=False, features=1.0)]  # fmt: skip
+    rig.publisher._publish(ScoredBatch(records, np.zeros(1, dtype=np.float32), batch_size=1, epoch=stale_epoch))
+    assert rig.opened[1].calls == []  # the replay of the epoch is under way; this batch is dropped
+
+
+def test_a_batch_whose_generation_is_gone_is_never_published() -> None:
+    rig = Rig(generation=None)
+    rig.step([(TP0, 1)])
+    assert rig.opened[0].calls == [] and rig.opened[0].sent == []
+
+
+def test_a_fenced_producer_stops_the_worker() -> None:
+    fenced = FakeTransactionalProducer(commit_error=kafka_errors.ProducerFencedError("another instance"))
+    rig = Rig(fenced)
+    with pytest.raises(FencedError):
+        rig.step([(TP0, 1)])
+    assert rig.tracker.pending() == 1
+
+
+def test_the_guarantee_is_chosen_once_from_the_settings() -> None:
+    assert guarantee_for(load_settings()) is AtLeastOnce
+    assert guarantee_for(load_settings(guarantee="exactly_once")) is ExactlyOnce
+    assert AtLeastOnce.source_commits and not ExactlyOnce.source_commits
