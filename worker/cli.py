@@ -187,11 +187,17 @@ def produce(
     from kafka import KafkaProducer
     from rich.progress import Progress
 
-    from inference.synthetic import generate
     from worker.errors import WorkerError
     from worker.kafka_clients import connection_config
     from worker.settings import load_settings
-    from worker.tools.produce import BadLine, load_producer_config, outgoing_events, read_event_file, send_paced
+    from worker.tools.produce import (
+        BadLine,
+        load_producer_config,
+        outgoing_events,
+        read_event_file,
+        send_paced,
+        synthetic_events,
+    )
 
     try:
         settings = load_settings(config)
@@ -203,16 +209,14 @@ def produce(
     if from_file is not None:
         labelled = read_event_file(from_file, bad_lines)
         total = count
+        events = outgoing_events(
+            labelled, poison_rate=poison_rate, seed=seed, max_event_bytes=settings.max_event_bytes, restamp=restamp
+        )
     else:
         total = count if count is not None else 10_000
-        labelled = ((item.event, item.is_fraud) for item in generate(total, seed=seed, fraud_rate=fraud_rate))
-    events = outgoing_events(
-        labelled,
-        poison_rate=poison_rate,
-        seed=seed,
-        max_event_bytes=settings.max_event_bytes,
-        restamp=restamp or from_file is None,
-    )
+        events = synthetic_events(
+            total, seed=seed, fraud_rate=fraud_rate, poison_rate=poison_rate, max_event_bytes=settings.max_event_bytes
+        )
     producer = KafkaProducer(**connection_config(settings.kafka), **load_producer_config())
     try:
         with Progress(transient=not sys.stderr.isatty()) as progress:

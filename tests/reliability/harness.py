@@ -20,10 +20,9 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
-from inference.synthetic import generate
 from tests.worker.harness import Topics
 from worker.tools.kit import WorkerProcess
-from worker.tools.produce import outgoing_events, send_paced
+from worker.tools.produce import send_paced, synthetic_events
 from worker.tools.verify import VerifyReport, committed_behind, outcome_counts, verify
 
 
@@ -142,10 +141,7 @@ class Feeder(threading.Thread):
     def run(self) -> None:
         producer = KafkaProducer(**self._cluster.config(acks="all", linger_ms=5, retries=2**31 - 1))
         try:
-            events = outgoing_events(
-                ((item.event, item.is_fraud) for item in generate(self.count, seed=self._seed)),
-                poison_rate=self._poison_rate, seed=self._seed,
-            )  # fmt: skip
+            events = synthetic_events(self.count, seed=self._seed, poison_rate=self._poison_rate)
 
             def count(n: int) -> None:
                 self.sent += n

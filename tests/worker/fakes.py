@@ -7,15 +7,21 @@ pipeline tests fast and independent of training.
 from __future__ import annotations
 
 import hashlib
+import queue
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from schemas import Decision, TransactionEvent
+from worker.batcher import PublishLatency
 from worker.engine import LoadedEngine
+from worker.metrics import WorkerMetrics
+from worker.offsets import OffsetTracker
+from worker.publisher import PublishContext
 
 
 @dataclass(frozen=True)
@@ -70,4 +76,26 @@ def fake_loaded(engine: FakeEngine | None = None, free_bytes: int = 8 << 30) -> 
         sample_memory=lambda: (free_bytes, 16 << 30),
         cap_for_free_bytes=lambda free: 256,
         service_times={1: 0.001, 256: 0.01},
+    )
+
+
+def publish_context(
+    *,
+    producer_factory: Callable[[], Any],
+    writer: Any,
+    tracker: OffsetTracker,
+    rewinds: list[str],
+    group_metadata: Callable[[int], Any | None] = lambda epoch: None,
+) -> PublishContext:
+    """A publisher's context around fakes: a fresh outbox and metrics, a 50 ms budget."""
+    return PublishContext(
+        producer_factory=producer_factory,
+        writer=writer,
+        outbox=queue.SimpleQueue(),
+        tracker=tracker,
+        metrics=WorkerMetrics(),
+        latency_budget_s=0.05,
+        request_rewind=rewinds.append,
+        publish_latency=PublishLatency(),
+        group_metadata=group_metadata,
     )

@@ -12,10 +12,9 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from inference.synthetic import generate
 from worker.app import LoadedEngine, Worker
 from worker.settings import Settings, load_settings
-from worker.tools.produce import outgoing_events, send_paced
+from worker.tools.produce import send_paced, synthetic_events
 from worker.tools.verify import committed_behind
 
 
@@ -62,9 +61,7 @@ def produce_events(
     seed: int = 0,
     rate: float | None = None,
 ) -> int:
-    events = outgoing_events(
-        ((item.event, item.is_fraud) for item in generate(count, seed=seed)), poison_rate=poison_rate, seed=seed
-    )
+    events = synthetic_events(count, seed=seed, poison_rate=poison_rate)
     return send_paced(producer, topic, events, count=count, rate=rate).sent
 
 

@@ -8,7 +8,6 @@ generation is gone is never published.
 
 from __future__ import annotations
 
-import queue
 from typing import Any
 
 import kafka.errors as kafka_errors
@@ -16,12 +15,11 @@ import numpy as np
 import pytest
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from worker.batcher import PublishLatency
+from tests.worker.fakes import publish_context
 from worker.errors import FencedError
 from worker.guarantee import AtLeastOnce, ExactlyOnce, guarantee_for
-from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
-from worker.publisher import Outgoing, PublishContext
+from worker.publisher import Outgoing
 from worker.records import ConsumedRecord, ScoredBatch
 from worker.settings import load_settings
 
@@ -118,15 +116,11 @@ class Rig:
         self.tracker = OffsetTracker()
         self.generation = generation
         self.publisher = ExactlyOnce(
-            PublishContext(
+            publish_context(
                 producer_factory=self._open,
-                writer=_Writer(),  # type: ignore[arg-type]
-                outbox=queue.SimpleQueue(),
+                writer=_Writer(),
                 tracker=self.tracker,
-                metrics=WorkerMetrics(),
-                latency_budget_s=0.05,
-                request_rewind=self.rewinds.append,
-                publish_latency=PublishLatency(),
+                rewinds=self.rewinds,
                 group_metadata=lambda epoch: self.generation if epoch == self.tracker.epoch else None,
             )
         )

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inference.synthetic import generate
 from schemas.redaction import contains_pan
 from tests.worker.harness import (
     make_topics,
@@ -24,7 +23,7 @@ from tests.worker.harness import (
 )
 from worker.engine import LoadedEngine
 from worker.tools.kit import WorkerProcess
-from worker.tools.produce import TEST_PAN, outgoing_events, send_paced
+from worker.tools.produce import TEST_PAN, send_paced, synthetic_events
 from worker.tools.verify import read_topic, verify
 
 pytestmark = pytest.mark.slow
@@ -138,10 +137,7 @@ def test_no_card_number_reaches_logs_metrics_or_dead_letters(
     producer = producer_factory()
     # Valid events, and events whose free text carries a full card number (poison kind pan_in_text).
     sent = produce_events(producer, topics.input, 1500, poison_rate=0.2, seed=41)
-    events = outgoing_events(
-        ((item.event, item.is_fraud) for item in generate(300, seed=42)),
-        poison_rate=1.0, poison_kinds=("pan_in_text",), seed=42,
-    )  # fmt: skip
+    events = synthetic_events(300, seed=42, poison_rate=1.0, poison_kinds=("pan_in_text",))
     sent += send_paced(producer, topics.input, events, count=300, rate=None).sent
     settings = {
         "kafka": {"bootstrap_servers": kafka.bootstrap_servers},

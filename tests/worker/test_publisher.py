@@ -8,7 +8,6 @@ land, per input partition, never include one that came after a record that faile
 from __future__ import annotations
 
 import json
-import queue
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
@@ -21,11 +20,10 @@ from kafka.structs import TopicPartition
 from schemas import Decision, RiskScore, TransactionEvent, decode
 from schemas.redaction import contains_pan
 from tests.schemas.test_decode import valid_event
-from worker.batcher import PublishLatency
+from tests.worker.fakes import publish_context
 from worker.guarantee import AtLeastOnce
-from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
-from worker.publisher import OutcomeWriter, Outgoing, PublishContext
+from worker.publisher import OutcomeWriter, Outgoing
 from worker.records import ConsumedRecord, ScoredBatch
 
 TP = TopicPartition("tx", 0)
@@ -127,16 +125,8 @@ class Harness:
         self._fail_at_send = set(fail_at_send)
         self._fail_in_flight = set(fail_in_flight)
         self.publisher = AtLeastOnce(
-            PublishContext(
-                producer_factory=self._new_producer,
-                writer=OffsetWriter(),  # type: ignore[arg-type]
-                outbox=queue.SimpleQueue(),
-                tracker=self.tracker,
-                metrics=WorkerMetrics(),
-                latency_budget_s=0.05,
-                request_rewind=self.rewinds.append,
-                publish_latency=PublishLatency(),
-                group_metadata=lambda epoch: None,
+            publish_context(
+                producer_factory=self._new_producer, writer=OffsetWriter(), tracker=self.tracker, rewinds=self.rewinds
             )
         )
 

@@ -52,7 +52,7 @@ from worker.tools.kit import (
     ensure_topics,
     read_committed_consumer,
 )
-from worker.tools.produce import OutgoingEvent, ProduceReport, measuring_producer_config, outgoing_events, send_paced
+from worker.tools.produce import OutgoingEvent, ProduceReport, measuring_producer_config, send_paced, synthetic_events
 
 DEMO_PARTITIONS = 4
 WARM_UP_S = 5.0
@@ -227,8 +227,6 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoSummar
 def _run(
     settings: Settings, options: DemoOptions, model_dir: Path, console: Console, logs: dict[str, Path]
 ) -> DemoSummary:
-    from inference.synthetic import generate
-
     topics = settings.topics
     appended = {"message.timestamp.type": "LogAppendTime"}
     created = ensure_topics(
@@ -261,9 +259,12 @@ def _run(
     def produce() -> None:
         assert producer is not None
         try:
-            items = ((item.event, item.is_fraud) for item in generate(count, seed=seed, fraud_rate=options.fraud_rate))
-            events = outgoing_events(
-                items, poison_rate=options.poison_rate, seed=seed, max_event_bytes=settings.max_event_bytes
+            events = synthetic_events(
+                count,
+                seed=seed,
+                fraud_rate=options.fraud_rate,
+                poison_rate=options.poison_rate,
+                max_event_bytes=settings.max_event_bytes,
             )
             report = send_paced(
                 producer,

@@ -247,8 +247,14 @@ class OutcomeCollector:
             self.duplicates += 1  # an at-least-once replay: the first outcome counts
             return
         event_ms = datetime.fromisoformat(body["event_time"]).timestamp() * 1000.0
+        # A relay's output is the input event itself: no decision, no batch.
         self.scores[transaction_id] = Outcome(
-            transaction_id, body["decision"], event_ms, float(record.timestamp), read_ms, int(body["batch_size"])
+            transaction_id,
+            str(body.get("decision", "")),
+            event_ms,
+            float(record.timestamp),
+            read_ms,
+            int(body.get("batch_size", 1)),
         )
 
     def poll(self, consumer: KafkaConsumer, timeout_ms: int = 100) -> int:

@@ -144,6 +144,31 @@ def _parse_event_line(line: bytes) -> tuple[TransactionEvent, bool | None] | str
     return decoded, label
 
 
+def synthetic_events(
+    count: int,
+    *,
+    seed: int = 0,
+    fraud_rate: float = 0.01,
+    poison_rate: float = 0.0,
+    poison_kinds: tuple[str, ...] = POISON_KINDS,
+    max_event_bytes: int = 65_536,
+    pregenerate: bool = False,
+) -> Iterator[OutgoingEvent]:
+    """``count`` synthetic events (labelled fraud, ``poison_rate`` of them poison), each stamped with
+    the moment it is taken: the load :func:`send_paced` sends. ``pregenerate`` generates them all up
+    front, so that generating never competes with sending on a clock (benchmarks)."""
+    from inference.synthetic import generate
+
+    items: Iterable[tuple[TransactionEvent, bool | None]] = (
+        (item.event, item.is_fraud) for item in generate(count, seed=seed, fraud_rate=fraud_rate)
+    )
+    if pregenerate:
+        items = list(items)
+    return outgoing_events(
+        items, poison_rate=poison_rate, poison_kinds=poison_kinds, seed=seed, max_event_bytes=max_event_bytes
+    )
+
+
 def send_paced(
     producer: KafkaProducer,
     topic: str,

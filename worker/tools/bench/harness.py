@@ -32,13 +32,10 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -46,8 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 from rich.console import Console
 
 from worker.errors import WorkerError
@@ -63,7 +58,17 @@ from worker.tools.bench.report import (
     write_outputs,
 )
 from worker.tools.demo import ensure_model
-from worker.tools.kit import BOOTSTRAP_ENV, bootstrap_configured, broker_for, ensure_topics
+from worker.tools.kit import (
+    BOOTSTRAP_ENV,
+    Outcome,
+    OutcomeCollector,
+    WorkerProcess,
+    bootstrap_configured,
+    broker_for,
+    ensure_topics,
+    read_committed_consumer,
+    settings_env,
+)
 
 SYSTEMS = ("relay", "naive", "riskstream-alo", "riskstream-eos")
 # Dense where the naive baseline gives out (its limit sets the headline ratio), then roughly x1.5 per step.
@@ -111,26 +116,13 @@ class BenchConfig:
 # -- the measuring consumer ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Output:
-    event_ms: float
-    appended_ms: float
-    read_ms: float
-
-
 class _Collector:
-    """Reads one output topic from the beginning on a thread; first output per transaction id wins."""
+    """Reads one output topic from the beginning on a thread (:class:`~worker.tools.kit.OutcomeCollector`:
+    the first output per transaction id counts)."""
 
-    def __init__(self, settings: Settings, topic: str, partitions: int) -> None:
-        self._consumer = KafkaConsumer(
-            **connection_config(settings.kafka), group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed", fetch_max_wait_ms=5, max_poll_records=5000,
-        )  # fmt: skip
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        self._consumer.assign(tps)
-        self._consumer.seek_to_beginning(*tps)
-        self.outputs: dict[str, _Output] = {}
-        self.duplicates = 0
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self._consumer = read_committed_consumer(connection_config(settings.kafka), [topic], fetch_max_wait_ms=5)
+        self._outcomes = OutcomeCollector(topic)
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self.failure: BaseException | None = None
@@ -145,21 +137,21 @@ class _Collector:
                 with self.lock:
                     for records in polled.values():
                         for record in records:
-                            self._add(json.loads(record.value), float(record.timestamp), read_ms)
+                            self._outcomes.add(record, read_ms)
         except BaseException as exc:  # reported by the session
             self.failure = exc
 
-    def _add(self, body: dict[str, Any], appended_ms: float, read_ms: float) -> None:
-        transaction_id = body["transaction_id"]
-        if transaction_id in self.outputs:
-            self.duplicates += 1  # an at-least-once replay: the first output counts
-            return
-        event_ms = datetime.fromisoformat(body["event_time"]).timestamp() * 1000.0
-        self.outputs[transaction_id] = _Output(event_ms, appended_ms, read_ms)
+    @property
+    def outputs(self) -> dict[str, Outcome]:
+        return self._outcomes.scores
 
-    def snapshot(self) -> dict[str, _Output]:
+    @property
+    def duplicates(self) -> int:
+        return self._outcomes.duplicates
+
+    def snapshot(self) -> dict[str, Outcome]:
         with self.lock:
-            return dict(self.outputs)
+            return dict(self._outcomes.scores)
 
     def close(self) -> None:
         self._stop.set()
@@ -168,12 +160,6 @@ class _Collector:
 
 
 # -- one system under test ----------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -206,60 +192,50 @@ class _Session:
         self._topics = {self.input: {}, self.output: appended, self.dead_letters: appended}
         self._log = (ctx.logs / f"{self.name}.log").open("ab")
         self._ready_file = ctx.logs / f"{self.name}.ready"
-        self._metrics_port: int | None = None
+        self.worker: WorkerProcess | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.collector: _Collector | None = None
         try:
             ensure_topics(ctx.settings, self._topics, ctx.config.partitions)
             self.process = self._start()
             self._wait_ready()
-            self.collector = _Collector(ctx.settings, self.output, ctx.config.partitions)
+            self.collector = _Collector(ctx.settings, self.output)
         except BaseException:
             self.close()
             raise
 
     def _start(self) -> subprocess.Popen[bytes]:
         ctx = self.ctx
-        env = {
-            **ctx.env,
-            "RISKSTREAM_GROUP_ID": f"bench-{self.name}",
-            "RISKSTREAM_WORKER_ID": f"bench-{self.name}",
-            "RISKSTREAM_MODEL__DIR": str(ctx.model_dir),
-            "RISKSTREAM_GUARANTEE": "exactly_once" if self.system == "riskstream-eos" else "at_least_once",
+        guarantee = "exactly_once" if self.system == "riskstream-eos" else "at_least_once"
+        settings: dict[str, Any] = {
+            "group_id": f"bench-{self.name}",
+            "worker_id": f"bench-{self.name}",
+            "model": {"dir": str(ctx.model_dir)},
+            "guarantee": guarantee,
+            "topics": {"input": self.input, "scores": self.output, "dead_letters": self.dead_letters},
         }
-        config = ["--config", str(ctx.config.config_file)] if ctx.config.config_file else []
         if self.system.startswith("riskstream"):
-            self._metrics_port = _free_port()
-            env.update({
-                "RISKSTREAM_TOPICS__INPUT": self.input,
-                "RISKSTREAM_TOPICS__SCORES": self.output,
-                "RISKSTREAM_TOPICS__DEAD_LETTERS": self.dead_letters,
-                "RISKSTREAM_OBSERVABILITY__METRICS_PORT": str(self._metrics_port),
-                "RISKSTREAM_OBSERVABILITY__METRICS_HOST": "127.0.0.1",
-                "RISKSTREAM_OBSERVABILITY__LOG_FORMAT": "json",
-            })  # fmt: skip
-            command = [sys.executable, "-m", "worker", "worker", *config]
-        else:
-            command = [sys.executable, "-m", "worker.tools.bench", *config, self.system, "--input", self.input,
-                       "--output", self.output, "--ready-file", str(self._ready_file)]  # fmt: skip
+            self.worker = WorkerProcess(
+                settings,
+                Path(self._log.name),
+                config_file=ctx.config.config_file,
+                inherit_settings=True,
+                extra_env={k: v for k, v in ctx.env.items() if os.environ.get(k) != v},  # the local broker's
+            )
+            return self.worker.process
+        config = ["--config", str(ctx.config.config_file)] if ctx.config.config_file else []
+        command = [
+            *(sys.executable, "-m", "worker.tools.bench", *config, self.system),
+            *("--input", self.input, "--output", self.output, "--ready-file", str(self._ready_file)),
+        ]
+        env = {**ctx.env, **settings_env({k: v for k, v in settings.items() if k != "topics"})}
         # Our own interpreter and modules with arguments we built: nothing here comes from a shell.
         return subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
 
-    def _get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self._metrics_port}{path}", timeout=2) as response:
-                return int(response.status), response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), exc.read().decode()
-
     def _is_ready(self) -> bool:
-        if self._metrics_port is None:
+        if self.worker is None:
             return self._ready_file.exists()
-        try:
-            status, body = self._get("/readyz")
-        except OSError:
-            return False
-        return status == 200 and "partitions assigned" in body
+        return self.worker.ready(assigned=True)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _READY_TIMEOUT_S
@@ -278,18 +254,12 @@ class _Session:
 
     def batch_size_totals(self) -> tuple[float, float] | None:
         """riskstream's (sum, count) of scored batch sizes so far, from its /metrics."""
-        if self._metrics_port is None:
+        if self.worker is None:
             return None
         try:
-            _, text = self._get("/metrics")
+            return self.worker.metric("riskstream_batch_size_sum"), self.worker.metric("riskstream_batch_size_count")
         except OSError:
             return None
-        values = {}
-        for line in text.splitlines():
-            if line.startswith(("riskstream_batch_size_sum ", "riskstream_batch_size_count ")):
-                name, value = line.split()
-                values[name] = float(value)
-        return values.get("riskstream_batch_size_sum", 0.0), values.get("riskstream_batch_size_count", 0.0)
 
     def drained(self) -> bool:
         """Every event sent in this session has its output."""
@@ -310,10 +280,10 @@ class _Session:
         outputs = [snapshot.get(tid) for tid in window]
         done = [o for o in outputs if o is not None]
         unfinished = np.full(len(outputs) - len(done), np.inf)  # later than any deadline we waited for
-        latency = np.concatenate([np.array([o.appended_ms - o.event_ms for o in done]), unfinished])
+        latency = np.concatenate([np.array([o.written_ms - o.event_ms for o in done]), unfinished])
         visible = np.concatenate([np.array([o.read_ms - o.event_ms for o in done]), unfinished])
         start_ms, end_ms = float(sent["window_start_ms"]), float(sent["window_end_ms"])
-        appended = sum(1 for o in snapshot.values() if start_ms <= o.appended_ms <= end_ms)
+        appended = sum(1 for o in snapshot.values() if start_ms <= o.written_ms <= end_ms)
         throughput = appended / max(1e-3, (end_ms - start_ms) / 1000.0)
         generator_rate = float(sent["generator_per_s"])
         stats = LatencyStats.of(latency, budget_ms)
@@ -388,7 +358,9 @@ class _Session:
 
     def close(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL), the consumer, and delete the topics (best effort)."""
-        if self.process is not None and self.process.poll() is None:
+        if self.worker is not None:
+            self.worker.stop(_STOP_TIMEOUT_S)
+        elif self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(_STOP_TIMEOUT_S)

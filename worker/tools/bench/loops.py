@@ -30,7 +30,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from worker.kafka_clients import build_consumer, build_producer, connection_config, guard_against_lost_join_results
 from worker.settings import Settings
-from worker.tools.produce import OutgoingEvent, measuring_producer_config, outgoing_events, send_paced
+from worker.tools.produce import OutgoingEvent, measuring_producer_config, send_paced, synthetic_events
 
 log = structlog.get_logger("riskstream.bench")
 
@@ -86,12 +86,10 @@ def generate_load(
     serialized as they are sent, which stamps ``event_time`` with the send time. The producer does
     not linger (see :func:`worker.tools.produce.measuring_producer_config`).
     """
-    from inference.synthetic import generate
-
     warm_count = round(rate * warmup_s)
     window_count = max(1, round(rate * seconds))
     total = warm_count + window_count
-    items = [(item.event, item.is_fraud) for item in generate(total, seed=seed)]
+    events = synthetic_events(total, seed=seed, pregenerate=True)
     producer = KafkaProducer(**connection_config(settings.kafka), **measuring_producer_config())
     window_ids: list[str] = []
     window_ms: list[float] = []  # send times of the window's first and last event
@@ -110,7 +108,7 @@ def generate_load(
 
     try:
         # send_paced waits before it takes each event, so outgoing_events stamps it as it is sent.
-        outcome = send_paced(producer, topic, outgoing_events(items), count=total, rate=rate, on_sent=on_sent)
+        outcome = send_paced(producer, topic, events, count=total, rate=rate, on_sent=on_sent)
     finally:
         producer.close(timeout=10)
     start_ms, end_ms = window_ms[0], window_ms[-1]
