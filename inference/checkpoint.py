@@ -315,8 +315,11 @@ def load_checkpoint(model_dir: Path) -> LoadedCheckpoint:
             )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{model_dir}: the model cannot be loaded: {exc}") from exc
-    problems = [f"{kind}: {', '.join(sorted(map(str, info.get(kind) or ())))[:200]}"
-                for kind in ("missing_keys", "mismatched_keys") if info.get(kind)]  # fmt: skip
+    problems = [
+        f"{kind}: {', '.join(sorted(map(str, info.get(kind) or ())))[:200]}"
+        for kind in ("missing_keys", "mismatched_keys")
+        if info.get(kind)
+    ]
     if problems:
         raise CheckpointError(f"{model_dir}: weights do not match the config ({'; '.join(problems)})")
     quiet_loss_lookup(model)

@@ -57,8 +57,13 @@ def train_command(
     if preset not in PRESETS:
         choices = ", ".join(PRESETS)
         raise typer.BadParameter(f"unknown preset {preset!r}; choose one of {choices}", param_hint="--preset")
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn())  # fmt: skip
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=_err, transient=False) as progress:
         task = progress.add_task(f"train {preset}: generating data", total=None, info="")
 
@@ -76,8 +81,9 @@ def train_command(
             )
 
         try:
-            result = train(out, preset=preset, events=events, seed=seed, threads=threads, max_epochs=max_epochs,
-                           on_progress=show)  # fmt: skip
+            result = train(
+                out, preset=preset, events=events, seed=seed, threads=threads, max_epochs=max_epochs, on_progress=show
+            )
         except (InferenceError, ValueError) as exc:
             _err.print(f"[red]train failed:[/red] {exc}", soft_wrap=True)
             raise typer.Exit(code=2) from exc
@@ -128,10 +134,16 @@ def evaluate_command(
         task = progress.add_task("evaluate", total=None)
         try:
             report = evaluate(
-                model, events=events, seed=seed, variants=_split(variants, "variant"), device=device,
-                threads=threads, throughput_seconds=seconds, throughput_buckets=_ints(buckets),
+                model,
+                events=events,
+                seed=seed,
+                variants=_split(variants, "variant"),
+                device=device,
+                threads=threads,
+                throughput_seconds=seconds,
+                throughput_buckets=_ints(buckets),
                 on_progress=lambda message: progress.update(task, description=f"evaluate: {message}"),
-            )  # fmt: skip
+            )
         except (InferenceError, ValueError) as exc:
             _err.print(f"[red]evaluate failed:[/red] {exc}", soft_wrap=True)
             raise typer.Exit(code=2) from exc
@@ -184,10 +196,15 @@ def bench_engine_command(
         task = progress.add_task("bench: loading", total=None)
         try:
             report = run_engine_bench(
-                model, variants=_split(variants, "variant"), buckets=_ints(buckets), seconds_per_point=seconds,
-                threads=threads, device=device, rounds=rounds,
+                model,
+                variants=_split(variants, "variant"),
+                buckets=_ints(buckets),
+                seconds_per_point=seconds,
+                threads=threads,
+                device=device,
+                rounds=rounds,
                 on_point=lambda variant, size: progress.update(task, description=f"bench: {variant} @ {size}"),
-            )  # fmt: skip
+            )
         except (InferenceError, ValueError) as exc:
             _err.print(f"[red]bench failed:[/red] {exc}", soft_wrap=True)
             raise typer.Exit(code=2) from exc

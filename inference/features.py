@@ -95,8 +95,29 @@ _UPSTREAM: Final = (
     ("distinct_merchants_24h", "dm24", (1.5, 2.5, 3.5, 5.0, 8.0, 12.0, 20.0)),
     ("failed_auth_24h", "fail", (0.5, 1.5, 2.5, 4.0, 7.0)),
 )
-_AMOUNT_EDGES: Final = (1.0, 2.0, 3.5, 5.0, 7.5, 10.0, 15.0, 25.0, 40.0, 60.0, 90.0, 140.0, 200.0, 300.0, 450.0,
-                        700.0, 1000.0, 1500.0, 2500.0, 5000.0, 10000.0)  # fmt: skip
+_AMOUNT_EDGES: Final = (
+    1.0,
+    2.0,
+    3.5,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    25.0,
+    40.0,
+    60.0,
+    90.0,
+    140.0,
+    200.0,
+    300.0,
+    450.0,
+    700.0,
+    1000.0,
+    1500.0,
+    2500.0,
+    5000.0,
+    10000.0,
+)
 _DEVICE_AGE_EDGES: Final = (1.0, 7.0, 30.0, 90.0, 365.0)
 _GEO_VALUES: Final = tuple(f"x{flag}-{rel}" for flag in ("0", "1", MISSING_VALUE) for rel in ("none", "same", "diff"))
 _CHANNEL_VALUES: Final = tuple(f"{channel.value}-{cp}" for channel in Channel for cp in ("cp", "cnp"))

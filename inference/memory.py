@@ -126,9 +126,10 @@ class MemoryProbe:
         try:
             page = os.sysconf("SC_PAGE_SIZE")
             return MemorySample(
-                free_bytes=os.sysconf("SC_AVPHYS_PAGES") * page, total_bytes=os.sysconf("SC_PHYS_PAGES") * page,
+                free_bytes=os.sysconf("SC_AVPHYS_PAGES") * page,
+                total_bytes=os.sysconf("SC_PHYS_PAGES") * page,
                 source="sysconf",
-            )  # fmt: skip
+            )
         except (AttributeError, OSError, ValueError):
             return None
 

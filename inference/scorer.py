@@ -126,11 +126,15 @@ class WarmupReport:
             "seconds": self.seconds,
             "memory_measured": self.memory_measured,
             "buckets": [
-                {"batch_size": b.batch_size, "p50_latency_s": b.p50_latency_s, "bytes_per_item": b.bytes_per_item,
-                 "runs": b.runs}
+                {
+                    "batch_size": b.batch_size,
+                    "p50_latency_s": b.p50_latency_s,
+                    "bytes_per_item": b.bytes_per_item,
+                    "runs": b.runs,
+                }
                 for b in self.buckets
             ],
-        }  # fmt: skip
+        }
 
 
 def parse_device(device: str) -> torch.device:
@@ -227,8 +231,15 @@ class Scorer:
             quantization = checkpoint.metadata.default_quantization.get(
                 resolved.type, DEFAULT_QUANTIZATION[resolved.type]
             )
-        return cls(checkpoint, device=resolved, quantization=quantization, threads=threads, max_batch=max_batch,
-                   faults=faults, graphs=graphs)  # fmt: skip
+        return cls(
+            checkpoint,
+            device=resolved,
+            quantization=quantization,
+            threads=threads,
+            max_batch=max_batch,
+            faults=faults,
+            graphs=graphs,
+        )
 
     def _configure_device(self, threads: int | None) -> None:
         if threads is not None and threads < 1:

@@ -96,10 +96,22 @@ class _Choice(Generic[T]):
 
 # Home countries of accounts: (country, weight, UTC offset in minutes).
 _HOMES: Final = (
-    ("US", 0.34, -300), ("GB", 0.10, 0), ("DE", 0.09, 60), ("FR", 0.07, 60), ("ES", 0.05, 60),
-    ("IT", 0.05, 60), ("NL", 0.04, 60), ("CA", 0.06, -300), ("AU", 0.04, 600), ("JP", 0.04, 540),
-    ("BR", 0.03, -180), ("MX", 0.03, -360), ("IN", 0.03, 330), ("SE", 0.02, 60), ("CH", 0.01, 60),
-)  # fmt: skip
+    ("US", 0.34, -300),
+    ("GB", 0.10, 0),
+    ("DE", 0.09, 60),
+    ("FR", 0.07, 60),
+    ("ES", 0.05, 60),
+    ("IT", 0.05, 60),
+    ("NL", 0.04, 60),
+    ("CA", 0.06, -300),
+    ("AU", 0.04, 600),
+    ("JP", 0.04, 540),
+    ("BR", 0.03, -180),
+    ("MX", 0.03, -360),
+    ("IN", 0.03, 330),
+    ("SE", 0.02, 60),
+    ("CH", 0.01, 60),
+)
 _HOME_CHOICE: Final = _Choice([((country, offset), weight) for country, weight, offset in _HOMES])
 _TRAVEL: Final = _Choice(
     [(c, 1.0) for c in ("US", "GB", "FR", "ES", "IT", "DE", "MX", "JP", "TH", "AE", "PT", "GR", "TR", "CA", "NL")]
@@ -109,75 +121,199 @@ _ECOM_ABROAD: Final = _Choice([(c, 1.0) for c in ("US", "GB", "CN", "IE", "NL", 
 
 # Typical amount per MCC in US dollars: (median, log-normal sigma).
 _MCC_AMOUNT: Final = {
-    "5411": (45.0, 0.7), "5812": (35.0, 0.6), "5814": (12.0, 0.5), "5541": (45.0, 0.5), "5542": (40.0, 0.5),
-    "5912": (20.0, 0.7), "5311": (60.0, 0.8), "5651": (70.0, 0.8), "5732": (180.0, 1.0), "5734": (25.0, 0.8),
-    "5815": (10.0, 0.5), "5816": (8.0, 0.8), "5817": (6.0, 0.7), "5818": (30.0, 0.8), "4121": (18.0, 0.6),
-    "4511": (350.0, 0.7), "7011": (220.0, 0.7), "4814": (55.0, 0.3), "4900": (90.0, 0.4), "5944": (400.0, 0.9),
-    "5947": (50.0, 0.7), "6011": (120.0, 0.6), "7995": (60.0, 0.9), "6051": (150.0, 1.0), "4829": (200.0, 0.9),
-    "8398": (25.0, 0.8), "5999": (30.0, 0.9), "5200": (80.0, 0.8), "8011": (120.0, 0.7), "5968": (15.0, 0.3),
+    "5411": (45.0, 0.7),
+    "5812": (35.0, 0.6),
+    "5814": (12.0, 0.5),
+    "5541": (45.0, 0.5),
+    "5542": (40.0, 0.5),
+    "5912": (20.0, 0.7),
+    "5311": (60.0, 0.8),
+    "5651": (70.0, 0.8),
+    "5732": (180.0, 1.0),
+    "5734": (25.0, 0.8),
+    "5815": (10.0, 0.5),
+    "5816": (8.0, 0.8),
+    "5817": (6.0, 0.7),
+    "5818": (30.0, 0.8),
+    "4121": (18.0, 0.6),
+    "4511": (350.0, 0.7),
+    "7011": (220.0, 0.7),
+    "4814": (55.0, 0.3),
+    "4900": (90.0, 0.4),
+    "5944": (400.0, 0.9),
+    "5947": (50.0, 0.7),
+    "6011": (120.0, 0.6),
+    "7995": (60.0, 0.9),
+    "6051": (150.0, 1.0),
+    "4829": (200.0, 0.9),
+    "8398": (25.0, 0.8),
+    "5999": (30.0, 0.9),
+    "5200": (80.0, 0.8),
+    "8011": (120.0, 0.7),
+    "5968": (15.0, 0.3),
     "7832": (25.0, 0.4),
-}  # fmt: skip
+}
 _MCC_NAME: Final = {
-    "5411": "Grocery", "5812": "Bistro", "5814": "Quick Bites", "5541": "Fuel Stop", "5542": "Pump Point",
-    "5912": "Pharmacy", "5311": "Department Store", "5651": "Outfitters", "5732": "Electronics",
-    "5734": "Software Shop", "5815": "Streaming", "5816": "Game Store", "5817": "App Market",
-    "5818": "Digital Goods", "4121": "Rides", "4511": "Airways", "7011": "Hotel", "4814": "Telecom",
-    "4900": "Utilities", "5944": "Jewellers", "5947": "Gift Shop", "6011": "Cash Machine", "7995": "Casino",
-    "6051": "Crypto Exchange", "4829": "Money Transfer", "8398": "Foundation", "5999": "Variety Store",
-    "5200": "Home Supply", "8011": "Clinic", "5968": "Subscriptions", "7832": "Cinema",
-}  # fmt: skip
+    "5411": "Grocery",
+    "5812": "Bistro",
+    "5814": "Quick Bites",
+    "5541": "Fuel Stop",
+    "5542": "Pump Point",
+    "5912": "Pharmacy",
+    "5311": "Department Store",
+    "5651": "Outfitters",
+    "5732": "Electronics",
+    "5734": "Software Shop",
+    "5815": "Streaming",
+    "5816": "Game Store",
+    "5817": "App Market",
+    "5818": "Digital Goods",
+    "4121": "Rides",
+    "4511": "Airways",
+    "7011": "Hotel",
+    "4814": "Telecom",
+    "4900": "Utilities",
+    "5944": "Jewellers",
+    "5947": "Gift Shop",
+    "6011": "Cash Machine",
+    "7995": "Casino",
+    "6051": "Crypto Exchange",
+    "4829": "Money Transfer",
+    "8398": "Foundation",
+    "5999": "Variety Store",
+    "5200": "Home Supply",
+    "8011": "Clinic",
+    "5968": "Subscriptions",
+    "7832": "Cinema",
+}
 _NAME_SUFFIX: Final = ("North", "Central", "Harbour", "Express", "Plaza", "Corner", "Park", "Online", "Hub", "Direct")
 
 _LEGIT_CHANNEL: Final = _Choice(
-    [(Channel.POS, 0.56), (Channel.ECOMMERCE, 0.22), (Channel.IN_APP, 0.09), (Channel.RECURRING, 0.07),
-     (Channel.ATM, 0.04), (Channel.MOTO, 0.02)]
-)  # fmt: skip
+    [
+        (Channel.POS, 0.56),
+        (Channel.ECOMMERCE, 0.22),
+        (Channel.IN_APP, 0.09),
+        (Channel.RECURRING, 0.07),
+        (Channel.ATM, 0.04),
+        (Channel.MOTO, 0.02),
+    ]
+)
 _LEGIT_MCC: Final = {
     Channel.POS: _Choice(
-        [("5411", .30), ("5812", .13), ("5814", .13), ("5541", .08), ("5542", .05), ("5912", .07), ("5311", .05),
-         ("5651", .05), ("5732", .02), ("5999", .04), ("5200", .03), ("8011", .02), ("7832", .02), ("5944", .005),
-         ("7995", .005), ("4121", .01)]
+        [
+            ("5411", 0.30),
+            ("5812", 0.13),
+            ("5814", 0.13),
+            ("5541", 0.08),
+            ("5542", 0.05),
+            ("5912", 0.07),
+            ("5311", 0.05),
+            ("5651", 0.05),
+            ("5732", 0.02),
+            ("5999", 0.04),
+            ("5200", 0.03),
+            ("8011", 0.02),
+            ("7832", 0.02),
+            ("5944", 0.005),
+            ("7995", 0.005),
+            ("4121", 0.01),
+        ]
     ),
     Channel.ECOMMERCE: _Choice(
-        [("5815", .10), ("5816", .05), ("5817", .07), ("5818", .03), ("5734", .06), ("5732", .08), ("5651", .12),
-         ("5311", .08), ("4511", .06), ("7011", .06), ("5999", .10), ("5947", .04), ("4829", .03), ("6051", .015),
-         ("7995", .02), ("8398", .02), ("5968", .03), ("4814", .02)]
+        [
+            ("5815", 0.10),
+            ("5816", 0.05),
+            ("5817", 0.07),
+            ("5818", 0.03),
+            ("5734", 0.06),
+            ("5732", 0.08),
+            ("5651", 0.12),
+            ("5311", 0.08),
+            ("4511", 0.06),
+            ("7011", 0.06),
+            ("5999", 0.10),
+            ("5947", 0.04),
+            ("4829", 0.03),
+            ("6051", 0.015),
+            ("7995", 0.02),
+            ("8398", 0.02),
+            ("5968", 0.03),
+            ("4814", 0.02),
+        ]
     ),
-    Channel.IN_APP: _Choice([("4121", .35), ("5814", .2), ("5817", .15), ("5816", .1), ("5411", .1), ("4829", .1)]),
-    Channel.RECURRING: _Choice([("5968", .3), ("4814", .25), ("4900", .25), ("5815", .2)]),
+    Channel.IN_APP: _Choice(
+        [("4121", 0.35), ("5814", 0.2), ("5817", 0.15), ("5816", 0.1), ("5411", 0.1), ("4829", 0.1)]
+    ),
+    Channel.RECURRING: _Choice([("5968", 0.3), ("4814", 0.25), ("4900", 0.25), ("5815", 0.2)]),
     Channel.ATM: _Choice([("6011", 1.0)]),
-    Channel.MOTO: _Choice([("4511", .3), ("7011", .3), ("5999", .4)]),
-}  # fmt: skip
+    Channel.MOTO: _Choice([("4511", 0.3), ("7011", 0.3), ("5999", 0.4)]),
+}
 _LEGIT_ENTRY: Final = {
     Channel.POS: _Choice(
-        [(EntryMode.CONTACTLESS, .45), (EntryMode.CHIP, .40), (EntryMode.WALLET, .13), (EntryMode.MAGSTRIPE, .015),
-         (EntryMode.MANUAL, .005)]
+        [
+            (EntryMode.CONTACTLESS, 0.45),
+            (EntryMode.CHIP, 0.40),
+            (EntryMode.WALLET, 0.13),
+            (EntryMode.MAGSTRIPE, 0.015),
+            (EntryMode.MANUAL, 0.005),
+        ]
     ),
     Channel.ECOMMERCE: _Choice(
-        [(EntryMode.CREDENTIAL_ON_FILE, .55), (EntryMode.MANUAL, .30), (EntryMode.WALLET, .15)]
+        [(EntryMode.CREDENTIAL_ON_FILE, 0.55), (EntryMode.MANUAL, 0.30), (EntryMode.WALLET, 0.15)]
     ),
-    Channel.IN_APP: _Choice([(EntryMode.WALLET, .6), (EntryMode.CREDENTIAL_ON_FILE, .4)]),
+    Channel.IN_APP: _Choice([(EntryMode.WALLET, 0.6), (EntryMode.CREDENTIAL_ON_FILE, 0.4)]),
     Channel.RECURRING: _Choice([(EntryMode.CREDENTIAL_ON_FILE, 1.0)]),
-    Channel.ATM: _Choice([(EntryMode.CHIP, .95), (EntryMode.MAGSTRIPE, .05)]),
+    Channel.ATM: _Choice([(EntryMode.CHIP, 0.95), (EntryMode.MAGSTRIPE, 0.05)]),
     Channel.MOTO: _Choice([(EntryMode.MANUAL, 1.0)]),
-}  # fmt: skip
+}
 _CARD_PRESENT: Final = frozenset({Channel.POS, Channel.ATM})
 
 # Hour-of-day profile of legitimate spending (local time).
 _LEGIT_HOUR: Final = _Choice(
     list(
         enumerate(
-            (0.5, 0.3, 0.2, 0.15, 0.15, 0.3, 0.8, 1.5, 2.5, 3.0, 3.2, 3.5,
-             4.0, 3.8, 3.3, 3.3, 3.5, 4.0, 4.2, 4.0, 3.5, 2.8, 1.8, 1.0)
+            (
+                0.5,
+                0.3,
+                0.2,
+                0.15,
+                0.15,
+                0.3,
+                0.8,
+                1.5,
+                2.5,
+                3.0,
+                3.2,
+                3.5,
+                4.0,
+                3.8,
+                3.3,
+                3.3,
+                3.5,
+                4.0,
+                4.2,
+                4.0,
+                3.5,
+                2.8,
+                1.8,
+                1.0,
+            )
         )
     )
-)  # fmt: skip
+)
 _NIGHT_HOUR: Final = _Choice([(h, 1.0) for h in range(6)])
 
 _PATTERN_CHOICE: Final = _Choice(
-    [("card_testing", .21), ("account_takeover", .22), ("high_risk_mcc_night", .155), ("cross_border_cnp", .155),
-     ("compromised_merchant", .125), ("velocity_burst", .11), ("mimic", .025)]
-)  # fmt: skip
+    [
+        ("card_testing", 0.21),
+        ("account_takeover", 0.22),
+        ("high_risk_mcc_night", 0.155),
+        ("cross_border_cnp", 0.155),
+        ("compromised_merchant", 0.125),
+        ("velocity_burst", 0.11),
+        ("mimic", 0.025),
+    ]
+)
 _LOOKALIKE_RATE: Final = 0.04
 _MISSING_FEATURE_RATE: Final = 0.01
 _ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz"

@@ -84,9 +84,10 @@ def _from_validation_error(exc: ValidationError) -> DecodeError:
         return DecodeError(ErrorKind.NOT_AN_OBJECT, "the payload must be a JSON object")
     locs = [_loc_text(error["loc"]) for error in errors]
     sensitive = [
-        loc for error, loc in zip(errors, locs, strict=True)
+        loc
+        for error, loc in zip(errors, locs, strict=True)
         if error["type"] == "extra_forbidden" and error["loc"] and is_sensitive_key(str(error["loc"][-1]))
-    ]  # fmt: skip
+    ]
     if sensitive:
         # The field's value is never echoed; its name tells the producer what to stop sending.
         return DecodeError(

@@ -139,9 +139,12 @@ class Worker:
         was built without one, with the probes already answering (not ready while it warms up)."""
         s = self.settings
         self.health = HealthServer(
-            host=s.observability.metrics_host, port=s.observability.metrics_port,
-            registry=self.metrics.registry, healthy=self._healthy, ready=self._ready,
-        )  # fmt: skip
+            host=s.observability.metrics_host,
+            port=s.observability.metrics_port,
+            registry=self.metrics.registry,
+            healthy=self._healthy,
+            ready=self._ready,
+        )
         self.health.start()
         log.info("metrics and probes listening", host=s.observability.metrics_host, port=self.health.port)
         try:
@@ -196,8 +199,11 @@ class Worker:
             publisher = pipeline.publisher
             if isinstance(publisher.failure, FencedError):
                 return EXIT_FENCED
-            stages = (("publisher", publisher.failure), ("scoring", pipeline.scoring.failure),
-                      ("poll loop", self._poll_failure))  # fmt: skip
+            stages = (
+                ("publisher", publisher.failure),
+                ("scoring", pipeline.scoring.failure),
+                ("poll loop", self._poll_failure),
+            )
             for name, failure in stages:
                 if isinstance(failure, WorkerError):  # a known cause, already logged in one line
                     return failure.exit_code

@@ -141,9 +141,12 @@ def verify(
     except WorkerError as exc:
         raise _fail(str(exc)) from None
     report = reconcile(
-        connection_config(settings.kafka), input_topic=settings.topics.input, scores_topic=settings.topics.scores,
-        dead_letter_topic=settings.topics.dead_letters, group_id=group,
-    )  # fmt: skip
+        connection_config(settings.kafka),
+        input_topic=settings.topics.input,
+        scores_topic=settings.topics.scores,
+        dead_letter_topic=settings.topics.dead_letters,
+        group_id=group,
+    )
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(report), default=str, indent=2))
     else:
@@ -222,9 +225,13 @@ def produce(
         with Progress(transient=not sys.stderr.isatty()) as progress:
             task = progress.add_task(f"producing to {topic}", total=total)
             report = send_paced(
-                producer, topic, events, count=total, rate=rate or None,
+                producer,
+                topic,
+                events,
+                count=total,
+                rate=rate or None,
                 on_progress=lambda n: progress.advance(task, n),
-            )  # fmt: skip
+            )
     finally:
         producer.close()
     poison = ", ".join(f"{k}={v}" for k, v in sorted(report.poison.items())) or "none"
@@ -235,8 +242,9 @@ def produce(
     if bad_lines:
         shown = "; ".join(f"line {bad.number}: {bad.reason}" for bad in bad_lines[:10])
         more = f"; and {len(bad_lines) - 10} more" if len(bad_lines) > 10 else ""
-        raise _fail(f"{len(bad_lines)} lines of {from_file} are not transaction events and were skipped: {shown}{more}",
-                    code=1)  # fmt: skip
+        raise _fail(
+            f"{len(bad_lines)} lines of {from_file} are not transaction events and were skipped: {shown}{more}", code=1
+        )
 
 
 @app.command()
@@ -263,8 +271,15 @@ def demo(
     from worker.errors import WorkerError
     from worker.tools.demo import DemoOptions, run_demo
 
-    options = DemoOptions(duration_s=duration, rate=rate, fraud_rate=fraud_rate, poison_rate=poison_rate,
-                          model=model, config=config, seed=seed)  # fmt: skip
+    options = DemoOptions(
+        duration_s=duration,
+        rate=rate,
+        fraud_rate=fraud_rate,
+        poison_rate=poison_rate,
+        model=model,
+        config=config,
+        seed=seed,
+    )
     try:
         summary = run_demo(options)
     except WorkerError as exc:
@@ -312,18 +327,27 @@ def bench(
         if engine:
             from worker.tools.bench.harness import engine_bench
 
-            engine_bench(model, variants=[v.strip() for v in variants.split(",") if v.strip()], as_json=as_json,
-                         config_file=config)  # fmt: skip
+            engine_bench(
+                model,
+                variants=[v.strip() for v in variants.split(",") if v.strip()],
+                as_json=as_json,
+                config_file=config,
+            )
             return
         from worker.tools.bench.harness import DEFAULT_LOADS, BenchConfig, run_bench
         from worker.tools.bench.report import OUTPUT_FILES
 
         try:
             bench_config = BenchConfig(
-                out_dir=out, model=model, loads=tuple(float(x) for x in loads.split(",")) if loads else DEFAULT_LOADS,
-                systems=tuple(s.strip() for s in systems.split(",")), seconds=seconds, warmup_s=warmup,
-                partitions=partitions, config_file=config,
-            )  # fmt: skip
+                out_dir=out,
+                model=model,
+                loads=tuple(float(x) for x in loads.split(",")) if loads else DEFAULT_LOADS,
+                systems=tuple(s.strip() for s in systems.split(",")),
+                seconds=seconds,
+                warmup_s=warmup,
+                partitions=partitions,
+                config_file=config,
+            )
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         result = run_bench(bench_config)

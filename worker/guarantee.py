@@ -140,8 +140,12 @@ class AtLeastOnce(Publisher):
 
     def _failed(self, exc: BaseException, item: Outgoing | None, epoch: int) -> None:
         self._stale_below = epoch + 1
-        log.warning("publish failed; replaying from the first unacknowledged record", error=type(exc).__name__,
-                    where=item.source.where() if item else None, topic=item.topic if item else None)  # fmt: skip
+        log.warning(
+            "publish failed; replaying from the first unacknowledged record",
+            error=type(exc).__name__,
+            where=item.source.where() if item else None,
+            topic=item.topic if item else None,
+        )
         self._request_rewind("publish_failed")
 
 
@@ -293,8 +297,11 @@ class ExactlyOnce(Publisher):
         # The producer epoch moved on: another instance took this transactional id, or this
         # process was frozen past transaction_timeout_ms and the coordinator aborted its
         # transaction. Either way it may not publish again; a restart starts from the commits.
-        log.error("fenced: the producer epoch moved on (another instance owns this transactional id, or its "
-                  "transaction timed out); stopping without publishing", error=type(cause).__name__)  # fmt: skip
+        log.error(
+            "fenced: the producer epoch moved on (another instance owns this transactional id, or its "
+            "transaction timed out); stopping without publishing",
+            error=type(cause).__name__,
+        )
         raise FencedError(type(cause).__name__) from exc
 
     def _producer_identity(self) -> Any:
@@ -319,8 +326,9 @@ class ExactlyOnce(Publisher):
             except kafka_errors.KafkaError as init_exc:
                 if isinstance(init_exc, _FENCED):
                     raise FencedError(type(init_exc).__name__) from init_exc
-                log.warning("new transactional producer failed; retrying", error=type(init_exc).__name__,
-                            retry_in_s=backoff)  # fmt: skip
+                log.warning(
+                    "new transactional producer failed; retrying", error=type(init_exc).__name__, retry_in_s=backoff
+                )
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 

@@ -26,8 +26,10 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return redact_text(value.decode("utf-8", errors="replace"))
     if isinstance(value, dict):
-        return {k: "[REDACTED]" if isinstance(k, str) and is_sensitive_key(k) else _redact_value(v)
-                for k, v in value.items()}  # fmt: skip
+        return {
+            k: "[REDACTED]" if isinstance(k, str) and is_sensitive_key(k) else _redact_value(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple | set | frozenset):
         return [_redact_value(v) for v in value]
     if isinstance(value, bool) or value is None:

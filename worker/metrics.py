@@ -11,8 +11,30 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Event-to-score latency buckets, dense around the default 50 ms budget.
-LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.045, 0.05, 0.06, 0.075,
-                   0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)  # fmt: skip
+LATENCY_BUCKETS = (
+    0.002,
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.035,
+    0.04,
+    0.045,
+    0.05,
+    0.06,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 5.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
@@ -71,9 +93,11 @@ class WorkerMetrics:
             "riskstream_batch_size", "Events scored per batch.", buckets=BATCH_SIZE_BUCKETS, registry=r
         )
         self.batch_wait = Histogram(
-            "riskstream_batch_wait_seconds", "Time a batch's oldest event waited to be scored.",
-            buckets=STAGE_BUCKETS, registry=r,
-        )  # fmt: skip
+            "riskstream_batch_wait_seconds",
+            "Time a batch's oldest event waited to be scored.",
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
         self.inference = Histogram(
             "riskstream_inference_seconds", "Model time per batch.", buckets=STAGE_BUCKETS, registry=r
         )
@@ -94,34 +118,41 @@ class WorkerMetrics:
             "riskstream_consumer_lag", "Records behind the partition end.", ["topic", "partition"], registry=r
         )
         self.commit_latency = Histogram(
-            "riskstream_commit_latency_seconds", "Offset commit (or transaction commit) round trip.",
-            buckets=STAGE_BUCKETS, registry=r,
-        )  # fmt: skip
+            "riskstream_commit_latency_seconds",
+            "Offset commit (or transaction commit) round trip.",
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
         self.commits = Counter("riskstream_commits_total", "Successful offset/transaction commits.", registry=r)
         self.transaction_aborts = Counter(
             "riskstream_transaction_aborts_total", "Aborted transactions (exactly-once mode).", registry=r
         )
         self.rewinds = Counter(
-            "riskstream_rewinds_total", "Uncommitted work replayed from the last commit, by cause.", ["cause"],
+            "riskstream_rewinds_total",
+            "Uncommitted work replayed from the last commit, by cause.",
+            ["cause"],
             registry=r,
-        )  # fmt: skip
+        )
         self.rebalances = Counter("riskstream_rebalances_total", "Partition revocations handled.", registry=r)
         self.oom_splits = Counter(
             "riskstream_oom_splits_total", "Batches split after device out-of-memory.", registry=r
         )
         self.model_info = Gauge(
-            "riskstream_model_info", "The model being served (value is always 1).",
-            ["name", "version", "quantization", "device"], registry=r,
-        )  # fmt: skip
+            "riskstream_model_info",
+            "The model being served (value is always 1).",
+            ["name", "version", "quantization", "device"],
+            registry=r,
+        )
         self.scaling_pressure = Gauge(
             "riskstream_scaling_pressure",
             "Autoscaling signal: >1 means this worker needs help (see README, Scaling).",
             registry=r,
         )
         self.last_progress = Gauge(
-            "riskstream_last_progress_timestamp_seconds", "When the poll loop last completed an iteration.",
+            "riskstream_last_progress_timestamp_seconds",
+            "When the poll loop last completed an iteration.",
             registry=r,
-        )  # fmt: skip
+        )
 
     def totals(self) -> Totals:
         """The running totals of consumed, scored and late-scored events."""

@@ -204,8 +204,10 @@ def check_topics(settings: Settings) -> TopicLayout:
         if not layout.co_partitioned(count):
             log.warning(
                 "output topic is not co-partitioned with the input: its records are placed by key hash",
-                topic=name, partitions=count, input_partitions=layout.input_partitions,
-            )  # fmt: skip
+                topic=name,
+                partitions=count,
+                input_partitions=layout.input_partitions,
+            )
     return layout
 
 

@@ -191,9 +191,16 @@ class Source:
             if name.lower() in passthrough and value
         )
         consumed = ConsumedRecord(
-            tp=tp, offset=record.offset, timestamp_ms=timestamp_ms, key=record.key, epoch=epoch,
-            arrived_s=arrived, late=late, headers=headers, value=record.value,
-        )  # fmt: skip
+            tp=tp,
+            offset=record.offset,
+            timestamp_ms=timestamp_ms,
+            key=record.key,
+            epoch=epoch,
+            arrived_s=arrived,
+            late=late,
+            headers=headers,
+            value=record.value,
+        )
         decoded = decode(
             record.value, max_bytes=self._max_event_bytes, refuse_pan_in_identifiers=self._refuse_pan_in_identifiers
         )
@@ -402,9 +409,12 @@ class Source:
         if revoked:
             self._metrics.rebalances.inc()
         log.info(
-            "partitions revoked", partitions=len(revoked), drained=drained,
-            abandoned=len(self._seek_on_assign), drain_ms=round((time.monotonic() - started) * 1000, 1),
-        )  # fmt: skip
+            "partitions revoked",
+            partitions=len(revoked),
+            drained=drained,
+            abandoned=len(self._seek_on_assign),
+            drain_ms=round((time.monotonic() - started) * 1000, 1),
+        )
         return {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items() if tp in revoked}
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -435,8 +445,9 @@ class _RebalanceListener(AsyncConsumerRebalanceListener):
             try:
                 await self._source._consumer.commit_async(offsets)
             except kafka_errors.KafkaError as exc:
-                log.warning("commit on revoke failed; the new owner replays from the previous commit",
-                            error=type(exc).__name__)  # fmt: skip
+                log.warning(
+                    "commit on revoke failed; the new owner replays from the previous commit", error=type(exc).__name__
+                )
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._source.on_assigned(set(assigned))

@@ -151,8 +151,14 @@ def test_checkpoint_errors_are_inference_errors() -> None:
 
 @pytest.mark.parametrize(
     ("score", "decision"),
-    [(0.0, Decision.APPROVE), (0.49, Decision.APPROVE), (0.5, Decision.REVIEW), (0.8, Decision.DECLINE),
-     (1.0, Decision.DECLINE), (float("nan"), Decision.REVIEW)],
-)  # fmt: skip
+    [
+        (0.0, Decision.APPROVE),
+        (0.49, Decision.APPROVE),
+        (0.5, Decision.REVIEW),
+        (0.8, Decision.DECLINE),
+        (1.0, Decision.DECLINE),
+        (float("nan"), Decision.REVIEW),
+    ],
+)
 def test_decide(score: float, decision: Decision) -> None:
     assert DecisionThresholds(review=0.5, decline=0.8).decide(score) is decision

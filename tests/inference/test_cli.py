@@ -51,23 +51,49 @@ def test_evaluate_reports_every_variant_as_json(untrained_model_dir: Path) -> No
 def test_bench_engine_json(untrained_model_dir: Path) -> None:
     result = runner.invoke(
         app,
-        ["bench-engine", "--model", str(untrained_model_dir), "--variants", "fp32,int8", "--buckets", "1,8",
-         "--seconds", "0.05", "--rounds", "1", "--json"],
-    )  # fmt: skip
+        [
+            "bench-engine",
+            "--model",
+            str(untrained_model_dir),
+            "--variants",
+            "fp32,int8",
+            "--buckets",
+            "1,8",
+            "--seconds",
+            "0.05",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert {(p["variant"], p["batch_size"]) for p in report["points"]} == {
-        ("fp32", 1), ("fp32", 8), ("int8", 1), ("int8", 8)
-    }  # fmt: skip
+        ("fp32", 1),
+        ("fp32", 8),
+        ("int8", 1),
+        ("int8", 8),
+    }
     assert report["best"]["int8"]["speedup_vs_fp32"] > 0
 
 
 def test_bench_engine_table(untrained_model_dir: Path) -> None:
     result = runner.invoke(
         app,
-        ["bench-engine", "--model", str(untrained_model_dir), "--variants", "fp32", "--buckets", "4",
-         "--seconds", "0.05", "--rounds", "1"],
-    )  # fmt: skip
+        [
+            "bench-engine",
+            "--model",
+            str(untrained_model_dir),
+            "--variants",
+            "fp32",
+            "--buckets",
+            "4",
+            "--seconds",
+            "0.05",
+            "--rounds",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "best fp32" in result.stdout
 

@@ -54,8 +54,15 @@ def test_the_build_context_holds_the_pipeline_and_not_the_tools() -> None:
     tools = [path for path in _tracked() if path.startswith("worker/tools/")]
     assert tools, "the tools package exists"
     assert not context & set(tools), sorted(context & set(tools))[:5]
-    for required in ("pyproject.toml", "README.md", "worker/app.py", "worker/cli.py", "schemas/decode.py",
-                     "inference/scorer.py", "schemas/json/transaction_event.v1.json"):  # fmt: skip
+    for required in (
+        "pyproject.toml",
+        "README.md",
+        "worker/app.py",
+        "worker/cli.py",
+        "schemas/decode.py",
+        "inference/scorer.py",
+        "schemas/json/transaction_event.v1.json",
+    ):
         assert required in context, required
     assert not any(path.startswith(("tests/", "ops/", "benchmarks/")) for path in context)
 

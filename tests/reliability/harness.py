@@ -198,14 +198,17 @@ class Scenario:
     def settings(self, worker_id: str) -> dict[str, Any]:
         base: dict[str, Any] = {
             "kafka": self.cluster.worker_kafka_settings(),
-            "topics": {"input": self.topics.input, "scores": self.topics.scores,
-                       "dead_letters": self.topics.dead_letters},
+            "topics": {
+                "input": self.topics.input,
+                "scores": self.topics.scores,
+                "dead_letters": self.topics.dead_letters,
+            },
             "group_id": self.topics.group,
             "worker_id": worker_id,
             "guarantee": self.guarantee,
             "model": {"dir": str(self._model_dir), "device": "cpu", "threads": 1},
             "consumer": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "commit_interval_ms": 500},
-        }  # fmt: skip
+        }
         for key, value in self._extra.items():
             base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
         return base
@@ -272,9 +275,12 @@ class Scenario:
 
     def verify(self) -> VerifyReport:
         return verify(
-            self.cluster.config(), input_topic=self.topics.input, scores_topic=self.topics.scores,
-            dead_letter_topic=self.topics.dead_letters, group_id=self.topics.group,
-        )  # fmt: skip
+            self.cluster.config(),
+            input_topic=self.topics.input,
+            scores_topic=self.topics.scores,
+            dead_letter_topic=self.topics.dead_letters,
+            group_id=self.topics.group,
+        )
 
     def committed(self) -> dict[int, int]:
         behind = committed_behind(self.cluster.config(), self.topics.group, self.topics.input)

@@ -41,9 +41,16 @@ def test_sigkill_three_times_after_further_progress(
     fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
 ) -> None:
     scenario = Scenario(
-        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
-        model_dir=serving_model, events=100_000, rate=2500, partitions=8, seed=1,
-    )  # fmt: skip
+        cluster=fault_broker,
+        topic_factory=topic_factory,
+        tmp_path=tmp_path,
+        guarantee=guarantee,
+        model_dir=serving_model,
+        events=100_000,
+        rate=2500,
+        partitions=8,
+        seed=1,
+    )
     worker = scenario.start_worker("copier")
     scenario.start()
     windows: list[tuple[dict[int, int], dict[int, int]]] = []
@@ -66,9 +73,10 @@ def test_sigkill_three_times_after_further_progress(
     if guarantee == "at_least_once":
         # Duplicates only inside a window that was consumed but not committed when a kill struck.
         outside = [
-            (p, o) for p, o in scenario.duplicated_coordinates()
+            (p, o)
+            for p, o in scenario.duplicated_coordinates()
             if not any(committed.get(p, 0) <= o < ends.get(p, 0) for committed, ends in windows)
-        ]  # fmt: skip
+        ]
         assert outside == [], outside[:10]
 
 
@@ -92,10 +100,17 @@ def test_sigkill_with_default_settings_then_restart(
     """
     defaults = {"session_timeout_ms": 30_000, "heartbeat_interval_ms": 3_000, "commit_interval_ms": 1_000}
     scenario = Scenario(
-        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
-        model_dir=serving_model, events=20_000, rate=1000, partitions=4, seed=8,
+        cluster=fault_broker,
+        topic_factory=topic_factory,
+        tmp_path=tmp_path,
+        guarantee=guarantee,
+        model_dir=serving_model,
+        events=20_000,
+        rate=1000,
+        partitions=4,
+        seed=8,
         worker_settings={"consumer": {**defaults, "static_membership": static}},
-    )  # fmt: skip
+    )
     worker = scenario.start_worker("pod-0")
     scenario.start()
     scenario.wait_output(0.3)
@@ -109,8 +124,7 @@ def test_sigkill_with_default_settings_then_restart(
     scenario.stop_all()
     report = scenario.verify()
     membership = "static membership (default)" if static else "dynamic membership"
-    scenario.record(f"SIGKILL, restart, default settings, {membership}", report, recovery,
-                    "session timeout 30 s")  # fmt: skip
+    scenario.record(f"SIGKILL, restart, default settings, {membership}", report, recovery, "session timeout 30 s")
     scenario.assert_sound(report)
 
 
@@ -119,9 +133,15 @@ def test_sigterm_under_load_drains_and_nothing_is_reprocessed(
     fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
 ) -> None:
     scenario = Scenario(
-        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
-        model_dir=serving_model, events=20_000, rate=2000, seed=2,
-    )  # fmt: skip
+        cluster=fault_broker,
+        topic_factory=topic_factory,
+        tmp_path=tmp_path,
+        guarantee=guarantee,
+        model_dir=serving_model,
+        events=20_000,
+        rate=2000,
+        seed=2,
+    )
     worker = scenario.start_worker("graceful")
     scenario.start()
     scenario.wait_output(0.4)
@@ -145,9 +165,15 @@ def test_broker_hard_kill_and_restart(
     fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
 ) -> None:
     scenario = Scenario(
-        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
-        model_dir=serving_model, events=30_000, rate=1500, seed=3,
-    )  # fmt: skip
+        cluster=fault_broker,
+        topic_factory=topic_factory,
+        tmp_path=tmp_path,
+        guarantee=guarantee,
+        model_dir=serving_model,
+        events=30_000,
+        rate=1500,
+        seed=3,
+    )
     worker = scenario.start_worker("survivor")
     scenario.start()
     scenario.wait_output(0.3)
@@ -173,9 +199,15 @@ def test_rebalance_storm_between_one_and_three_workers(
 ) -> None:
     storm_s = 150.0
     scenario = Scenario(
-        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
-        model_dir=serving_model, events=int(storm_s * 300), rate=300, seed=4,
-    )  # fmt: skip
+        cluster=fault_broker,
+        topic_factory=topic_factory,
+        tmp_path=tmp_path,
+        guarantee=guarantee,
+        model_dir=serving_model,
+        events=int(storm_s * 300),
+        rate=300,
+        seed=4,
+    )
     rng = random.Random(4)
     scenario.start_worker("storm-0")
     scenario.start()
@@ -205,8 +237,12 @@ def test_rebalance_storm_between_one_and_three_workers(
         if n1 > n0:
             stall = max(stall, t1 - last_change)
             last_change = t1
-    scenario.record(f"rebalance storm: 1-3 workers, {changes} changes in {storm_s:.0f}s", report, stall,
-                    "recovery = longest output stall")  # fmt: skip
+    scenario.record(
+        f"rebalance storm: 1-3 workers, {changes} changes in {storm_s:.0f}s",
+        report,
+        stall,
+        "recovery = longest output stall",
+    )
     scenario.assert_sound(report)
 
 
@@ -215,9 +251,15 @@ def test_zombie_is_fenced_after_sigstop_and_publishes_nothing(
     fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, replacement: str
 ) -> None:
     scenario = Scenario(
-        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee="exactly_once",
-        model_dir=serving_model, events=20_000, rate=1000, seed=5,
-    )  # fmt: skip
+        cluster=fault_broker,
+        topic_factory=topic_factory,
+        tmp_path=tmp_path,
+        guarantee="exactly_once",
+        model_dir=serving_model,
+        events=20_000,
+        rate=1000,
+        seed=5,
+    )
     zombie = scenario.start_worker("zombie")
     scenario.start()
     scenario.wait_output(0.2)
@@ -239,8 +281,13 @@ def test_zombie_is_fenced_after_sigstop_and_publishes_nothing(
         # transaction's offsets (KIP-447), abandons what it had in flight and rejoins. If it was
         # frozen inside a transaction for longer than the transaction timeout, the coordinator has
         # aborted that transaction and bumped the epoch: then it is fenced and exits instead.
-        found = zombie.wait_for_log("partitions lost", "transaction failed", "commit on revoke failed",
-                                    "offset commit failed", "fenced: the producer epoch moved on")  # fmt: skip
+        found = zombie.wait_for_log(
+            "partitions lost",
+            "transaction failed",
+            "commit on revoke failed",
+            "offset commit failed",
+            "fenced: the producer epoch moved on",
+        )
         if found.startswith("fenced"):
             assert zombie.wait(60) == EXIT_FENCED, zombie.tail()
             note = "fenced (its transaction timed out while frozen), exit 3"
@@ -249,8 +296,7 @@ def test_zombie_is_fenced_after_sigstop_and_publishes_nothing(
     scenario.finish()
     scenario.stop_all()
     report = scenario.verify()
-    scenario.record(f"zombie: SIGSTOP past session timeout, {replacement} replacement, SIGCONT", report, recovery,
-                    note)  # fmt: skip
+    scenario.record(f"zombie: SIGSTOP past session timeout, {replacement} replacement, SIGCONT", report, recovery, note)
     # Zero duplicates is the proof that the zombie published nothing: the replacement started from
     # the last committed offsets, before the zombie's in-flight work, so anything the zombie made
     # visible after waking up would have been a second outcome for some offset.
@@ -262,9 +308,15 @@ def test_scores_topic_unwritable_for_a_while(
     secured_cluster: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
 ) -> None:
     scenario = Scenario(
-        cluster=secured_cluster, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
-        model_dir=serving_model, events=15_000, rate=1000, seed=6,
-    )  # fmt: skip
+        cluster=secured_cluster,
+        topic_factory=topic_factory,
+        tmp_path=tmp_path,
+        guarantee=guarantee,
+        model_dir=serving_model,
+        events=15_000,
+        rate=1000,
+        seed=6,
+    )
     scenario.start_worker("acl")
     scenario.start()
     scenario.wait_output(0.3)
@@ -272,18 +324,21 @@ def test_scores_topic_unwritable_for_a_while(
         bootstrap_servers=secured_cluster.bootstrap_servers, **secured_cluster.local.admin_client_config()
     )
     deny = ACL(
-        principal="User:riskstream", host="*", operation=ACLOperation.WRITE,
+        principal="User:riskstream",
+        host="*",
+        operation=ACLOperation.WRITE,
         permission_type=ACLPermissionType.DENY,
         resource_pattern=ResourcePattern(ResourceType.TOPIC, scenario.topics.scores),
-    )  # fmt: skip
+    )
     try:
         admin.create_acls([deny])
         denied_at = time.monotonic()
         time.sleep(8)
         committed_during = scenario.committed()
         baseline = scenario.monitor.total
-        admin.delete_acls([ACLFilter(deny.principal, deny.host, deny.operation, deny.permission_type,
-                                     deny.resource_pattern)])  # fmt: skip
+        admin.delete_acls(
+            [ACLFilter(deny.principal, deny.host, deny.operation, deny.permission_type, deny.resource_pattern)]
+        )
     finally:
         admin.close()
     recovery = scenario.monitor.resumed(denied_at, baseline)
@@ -300,10 +355,16 @@ def test_injected_out_of_memory_splits_batches(
     fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
 ) -> None:
     scenario = Scenario(
-        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
-        model_dir=serving_model, events=20_000, rate=2000, seed=7,
+        cluster=fault_broker,
+        topic_factory=topic_factory,
+        tmp_path=tmp_path,
+        guarantee=guarantee,
+        model_dir=serving_model,
+        events=20_000,
+        rate=2000,
+        seed=7,
         worker_settings={"faults": {"oom_probability": 0.3, "seed": 7}},
-    )  # fmt: skip
+    )
     worker = scenario.start_worker("oom")
     scenario.start()
     scenario.finish()
@@ -321,14 +382,20 @@ def test_model_slower_than_max_poll_interval(
     fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
 ) -> None:
     scenario = Scenario(
-        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
-        model_dir=serving_model, events=10_000, rate=500, seed=8,
+        cluster=fault_broker,
+        topic_factory=topic_factory,
+        tmp_path=tmp_path,
+        guarantee=guarantee,
+        model_dir=serving_model,
+        events=10_000,
+        rate=500,
+        seed=8,
         worker_settings={
             "consumer": {"max_poll_interval_ms": 4000},
             "faults": {"model_delay_ms": 6000, "model_delay_for_s": 25},
             "backpressure": {"max_in_flight": 2000},
         },
-    )  # fmt: skip
+    )
     worker = scenario.start_worker("slow")
     scenario.start()
     scenario.finish()
@@ -336,8 +403,12 @@ def test_model_slower_than_max_poll_interval(
     pauses = worker.metric("riskstream_pauses_total")
     scenario.stop_all()
     report = scenario.verify()
-    scenario.record("model 6 s/batch for 25 s (max.poll.interval 4 s)", report, None,
-                    f"{pauses:.0f} pauses, {rebalances:.0f} rebalances")  # fmt: skip
+    scenario.record(
+        "model 6 s/batch for 25 s (max.poll.interval 4 s)",
+        report,
+        None,
+        f"{pauses:.0f} pauses, {rebalances:.0f} rebalances",
+    )
     scenario.assert_sound(report)
     assert rebalances == 0, "the member must stay in the group"
     assert pauses >= 1, "backpressure must have paused consumption"
@@ -348,9 +419,16 @@ def test_five_percent_poison(
     fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
 ) -> None:
     scenario = Scenario(
-        cluster=fault_broker, topic_factory=topic_factory, tmp_path=tmp_path, guarantee=guarantee,
-        model_dir=serving_model, events=20_000, rate=2500, poison_rate=0.05, seed=9,
-    )  # fmt: skip
+        cluster=fault_broker,
+        topic_factory=topic_factory,
+        tmp_path=tmp_path,
+        guarantee=guarantee,
+        model_dir=serving_model,
+        events=20_000,
+        rate=2500,
+        poison_rate=0.05,
+        seed=9,
+    )
     scenario.start_worker("poison")
     scenario.start()
     scenario.finish()
@@ -360,6 +438,10 @@ def test_five_percent_poison(
     scenario.record("5% poison records", report, None, f"{sum(poison.values())} dead letters expected")
     scenario.assert_sound(report)
     assert report.dead_letters == sum(poison.values())
-    expected = {"malformed_json": poison.get("malformed_json", 0), "schema_invalid": poison.get("schema_invalid", 0),
-                "too_large": poison.get("oversize", 0), "pan_detected": poison.get("pan_in_text", 0)}  # fmt: skip
+    expected = {
+        "malformed_json": poison.get("malformed_json", 0),
+        "schema_invalid": poison.get("schema_invalid", 0),
+        "too_large": poison.get("oversize", 0),
+        "pan_detected": poison.get("pan_in_text", 0),
+    }
     assert report.dead_letter_reasons == {k: v for k, v in expected.items() if v}

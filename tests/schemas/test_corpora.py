@@ -107,9 +107,17 @@ def test_every_pan_as_an_identifier_is_masked_but_the_event_is_scored() -> None:
 
 def _dead_letter_wire(payload: bytes, kind: ErrorKind, error: str, key: bytes | None = None) -> str:
     letter = build_dead_letter(
-        topic="transactions", partition=0, offset=1, timestamp=NOW, key=key, value=payload,
-        kind=kind, error=error, worker_id="w-1", failed_time=NOW,
-    )  # fmt: skip
+        topic="transactions",
+        partition=0,
+        offset=1,
+        timestamp=NOW,
+        key=key,
+        value=payload,
+        kind=kind,
+        error=error,
+        worker_id="w-1",
+        failed_time=NOW,
+    )
     return letter.model_dump_json()
 
 

@@ -31,9 +31,17 @@ def letter_for(value: bytes | None, key: bytes | None = None) -> DeadLetter:
     result = decode(value)
     kind, error = (result.kind, result.message) if isinstance(result, DecodeError) else (ErrorKind.SCORING_FAILED, "")
     return build_dead_letter(
-        topic="transactions", partition=2, offset=40, timestamp=NOW, key=key, value=value,
-        kind=kind, error=error, worker_id="w-1", failed_time=NOW,
-    )  # fmt: skip
+        topic="transactions",
+        partition=2,
+        offset=40,
+        timestamp=NOW,
+        key=key,
+        value=value,
+        kind=kind,
+        error=error,
+        worker_id="w-1",
+        failed_time=NOW,
+    )
 
 
 def assert_no_personal_data(letter: DeadLetter) -> None:
@@ -93,18 +101,24 @@ def test_known_fields_of_the_wrong_shape_keep_a_type_marker() -> None:
         (
             b'{"transaction_id": "txn-1", "account_id": "4111111111111111", "customer_name": "Ana", '
             b'"merchant": {"merchant_id": "m-7", "name": "Ana\'s corner", "mcc": "5411"}, "amount": 12.5,',
-            {"transaction_id": "txn-1", "account_id": "411111******1111", "amount": 12.5,
-             "merchant": {"merchant_id": "m-7", "mcc": "5411"}},
+            {
+                "transaction_id": "txn-1",
+                "account_id": "411111******1111",
+                "amount": 12.5,
+                "merchant": {"merchant_id": "m-7", "mcc": "5411"},
+            },
         ),
         # Not UTF-8 and not parseable: the same.
-        (b'\xff{"currency": "EUR", "street": "Calle de Alcal\xe1 42", "card": {"token": "t", "last4": "4444"', {
-            "currency": "EUR", "card": {"last4": "4444"}}),
+        (
+            b'\xff{"currency": "EUR", "street": "Calle de Alcal\xe1 42", "card": {"token": "t", "last4": "4444"',
+            {"currency": "EUR", "card": {"last4": "4444"}},
+        ),
         # Not an object.
         (b'"Ana Mar\xc3\xada L\xc3\xb3pez, 123-45-6789"', {}),
         (b'[{"transaction_id": "txn-9", "email": "ana@example.org"}]', {"transaction_id": "txn-9"}),
         (b"4111111111111111", {}),
     ],
-)  # fmt: skip
+)
 def test_a_payload_that_is_not_an_object_keeps_only_known_members_found_by_pattern(
     raw: bytes, expected: dict[str, Any]
 ) -> None:

@@ -156,9 +156,17 @@ def test_error_text_and_dead_letter_never_hold_a_pan(name: str) -> None:
     result = decode(payload)
     assert isinstance(result, DecodeError)
     letter = build_dead_letter(
-        topic="transactions", partition=3, offset=17, timestamp=datetime.now(UTC), key=PAN.encode(), value=payload,
-        kind=result.kind, error=result.message, worker_id="w-1", failed_time=datetime.now(UTC),
-    )  # fmt: skip
+        topic="transactions",
+        partition=3,
+        offset=17,
+        timestamp=datetime.now(UTC),
+        key=PAN.encode(),
+        value=payload,
+        kind=result.kind,
+        error=result.message,
+        worker_id="w-1",
+        failed_time=datetime.now(UTC),
+    )
     wire = letter.model_dump_json()
     assert not contains_pan(result.message)
     assert not any(contains_pan(field) for field in result.fields)
@@ -277,9 +285,13 @@ def test_decode_never_raises_on_arbitrary_bytes(data: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=20))  # fmt: skip
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    )
+)
 def test_decode_never_raises_on_arbitrary_json(value: object) -> None:
     result = decode(json.dumps(value).encode())
     assert isinstance(result, DecodeError)

@@ -30,9 +30,15 @@ def make_pan(rng: random.Random, length: int) -> str:
 
 @pytest.mark.parametrize(
     ("number", "valid"),
-    [("4111111111111111", True), ("5555555555554444", True), ("378282246310005", True),
-     ("4111111111111112", False), ("79927398713", True), ("0", True)],
-)  # fmt: skip
+    [
+        ("4111111111111111", True),
+        ("5555555555554444", True),
+        ("378282246310005", True),
+        ("4111111111111112", False),
+        ("79927398713", True),
+        ("0", True),
+    ],
+)
 def test_luhn(number: str, valid: bool) -> None:
     assert luhn_valid(number) is valid
 
@@ -127,9 +133,23 @@ def test_masked_text_never_contains_a_pan(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["cvv", "CVV2", "cvc", "card_cvc2", "cardCvv", "pin", "pinBlock", "PIN_BLOCK", "securityCode",
-            "card_verification_value", "track2", "password", "client_secret"],
-)  # fmt: skip
+    "key",
+    [
+        "cvv",
+        "CVV2",
+        "cvc",
+        "card_cvc2",
+        "cardCvv",
+        "pin",
+        "pinBlock",
+        "PIN_BLOCK",
+        "securityCode",
+        "card_verification_value",
+        "track2",
+        "password",
+        "client_secret",
+    ],
+)
 def test_sensitive_keys(key: str) -> None:
     assert is_sensitive_key(key)
 

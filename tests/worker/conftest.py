@@ -15,7 +15,8 @@ from worker.engine import LoadedEngine, load_engine
 def engine(serving_model: Path, kafka: Any) -> LoadedEngine:
     """The real scorer (tiny trained model), loaded and warmed up once for the in-process tests."""
     settings = worker_settings(
-        kafka.bootstrap_servers, Topics("unused", "unused", "unused", "unused"),
+        kafka.bootstrap_servers,
+        Topics("unused", "unused", "unused", "unused"),
         model={"dir": str(serving_model), "device": "cpu"},
-    )  # fmt: skip
+    )
     return load_engine(settings)

@@ -47,9 +47,14 @@ def produce_all(
 def reader(bootstrap: str, topic: str, partitions: int) -> Iterator[Consumer]:
     """A group-less read_committed librdkafka consumer assigned to every partition from the start."""
     client = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False,
-         "isolation.level": "read_committed", "auto.offset.reset": "earliest"}
-    )  # fmt: skip
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         client.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         yield client

@@ -102,25 +102,49 @@ def test_bench_config_rejects_nonsense(overrides: dict[str, Any], message: str, 
 def _point(system: str, load: float, p99: float | None, *, role: str = "sweep") -> PointResult:
     stats = LatencyStats(p50_ms=2.0, p95_ms=5.0, p99_ms=p99, p999_ms=p99, max_ms=p99, budget_miss_pct=0.0)
     return PointResult(
-        system=system, role=role, offered_per_s=load, generator_per_s=load, throughput_per_s=load, events=100,
-        completed=100, duplicates=0, latency=stats, visible=stats, in_budget=p99 is not None and p99 <= 50.0,
-    )  # fmt: skip
+        system=system,
+        role=role,
+        offered_per_s=load,
+        generator_per_s=load,
+        throughput_per_s=load,
+        events=100,
+        completed=100,
+        duplicates=0,
+        latency=stats,
+        visible=stats,
+        in_budget=p99 is not None and p99 <= 50.0,
+    )
 
 
 def _result() -> BenchResult:
     result = BenchResult(
-        command="riskstream bench --out x", started="2026-01-01T00:00:00+00:00", seconds=60.0, budget_ms=50.0,
+        command="riskstream bench --out x",
+        started="2026-01-01T00:00:00+00:00",
+        seconds=60.0,
+        budget_ms=50.0,
         settings={"seconds": 10, "warmup_s": 3, "partitions": 4, "kafka_version": "4.1.2"},
-        machine={"cpu": "Test CPU", "usable_cpus": 2, "logical_cpus": 2, "memory_gib": 8.0, "os": "Linux",
-                 "python": "3.11", "torch": "2", "kafka_python": "3", "load_average_at_start": [0.1, 0.1, 0.1]},
+        machine={
+            "cpu": "Test CPU",
+            "usable_cpus": 2,
+            "logical_cpus": 2,
+            "memory_gib": 8.0,
+            "os": "Linux",
+            "python": "3.11",
+            "torch": "2",
+            "kafka_python": "3",
+            "load_average_at_start": [0.1, 0.1, 0.1],
+        },
         model={"name": "m", "version": "v", "preset": "tiny", "parameters": 1000, "quantization": "int8"},
-    )  # fmt: skip
+    )
     result.points = [
-        _point("relay", 100, 5.0), _point("relay", 1000, 9.0),
-        _point("naive", 100, 30.0), _point("naive", 1000, None),
-        _point("riskstream-alo", 100, 10.0), _point("riskstream-alo", 1000, 40.0),
+        _point("relay", 100, 5.0),
+        _point("relay", 1000, 9.0),
+        _point("naive", 100, 30.0),
+        _point("naive", 1000, None),
+        _point("riskstream-alo", 100, 10.0),
+        _point("riskstream-alo", 1000, 40.0),
         _point("riskstream-alo", 800, 30.0, role="check"),
-    ]  # fmt: skip
+    ]
     result.summaries = {
         "relay": SystemSummary("relay", 1000, lower_bound=True),
         "naive": SystemSummary("naive", 100, lower_bound=False),
@@ -164,9 +188,16 @@ def test_bench_harness_runs_a_tiny_sweep(
     monkeypatch.setenv(BOOTSTRAP_ENV, kafka.bootstrap_servers)
     systems = ("relay", "naive", "riskstream-alo")
     config = BenchConfig(
-        out_dir=tmp_path, model=serving_model, loads=(20.0, 40.0), systems=systems, seconds=2.0, warmup_s=0.5,
-        partitions=2, completion_timeout_s=10.0, command="pytest smoke",
-    )  # fmt: skip
+        out_dir=tmp_path,
+        model=serving_model,
+        loads=(20.0, 40.0),
+        systems=systems,
+        seconds=2.0,
+        warmup_s=0.5,
+        partitions=2,
+        completion_timeout_s=10.0,
+        command="pytest smoke",
+    )
     result = run_bench(config, Console(file=io.StringIO()))
 
     data = json.loads((tmp_path / "bench.json").read_text())
@@ -194,16 +225,23 @@ def test_demo_runs_end_to_end_and_accounts_for_every_event(
     topics = {name: topic_factory(4, prefix=f"demo-{name}") for name in ("INPUT", "SCORES", "DEAD_LETTERS")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKSTREAM_")}
     env.update({f"RISKSTREAM_TOPICS__{name}": topic for name, topic in topics.items()})
-    env.update({
-        BOOTSTRAP_ENV: kafka.bootstrap_servers,
-        "RISKSTREAM_GROUP_ID": f"demo-test-{uuid.uuid4().hex[:8]}",
-        "COLUMNS": "200",  # one summary row per line, whatever the terminal
-        "PYTHONWARNINGS": "ignore",
-    })  # fmt: skip
+    env.update(
+        {
+            BOOTSTRAP_ENV: kafka.bootstrap_servers,
+            "RISKSTREAM_GROUP_ID": f"demo-test-{uuid.uuid4().hex[:8]}",
+            "COLUMNS": "200",  # one summary row per line, whatever the terminal
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     run = subprocess.run(
         [sys.executable, "-m", "worker", "demo", "--duration", "10", "--rate", "200", "--model", str(serving_model)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     assert re.search(r"events in\s+2,000 in", output), output

@@ -134,8 +134,11 @@ class Rig:
         records = []
         for tp, offset in offsets:
             epoch = self.tracker.track(tp, offset)
-            records.append(ConsumedRecord(tp=tp, offset=offset, timestamp_ms=0, key=b"k", epoch=epoch,
-                                          arrived_s=0.0, late=False, features=1.0))  # fmt: skip
+            records.append(
+                ConsumedRecord(
+                    tp=tp, offset=offset, timestamp_ms=0, key=b"k", epoch=epoch, arrived_s=0.0, late=False, features=1.0
+                )
+            )
         scores = np.zeros(len(records), dtype=np.float32)
         self.publisher._publish(ScoredBatch(records, scores, batch_size=len(records), epoch=self.tracker.epoch))
 
@@ -166,8 +169,11 @@ def test_a_step_of_an_aborted_epoch_is_never_published() -> None:
     rig = Rig(FakeTransactionalProducer(fail_send_at=0))
     rig.step([(TP0, 1)])
     stale_epoch = rig.tracker.epoch
-    records = [ConsumedRecord(tp=TP0, offset=2, timestamp_ms=0, key=b"k", epoch=stale_epoch, arrived_s=0.0,
-                              late=False, features=1.0)]  # fmt: skip
+    records = [
+        ConsumedRecord(
+            tp=TP0, offset=2, timestamp_ms=0, key=b"k", epoch=stale_epoch, arrived_s=0.0, late=False, features=1.0
+        )
+    ]
     rig.publisher._publish(ScoredBatch(records, np.zeros(1, dtype=np.float32), batch_size=1, epoch=stale_epoch))
     assert rig.opened[1].calls == []  # the replay of the epoch is under way; this batch is dropped
 

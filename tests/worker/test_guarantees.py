@@ -34,16 +34,22 @@ GUARANTEES = ["at_least_once", "exactly_once"]
 
 def check(kafka: Any, topics: Topics, *, group: bool = True) -> VerifyReport:
     return verify(
-        kafka.config(), input_topic=topics.input, scores_topic=topics.scores,
-        dead_letter_topic=topics.dead_letters, group_id=topics.group if group else None,
-    )  # fmt: skip
+        kafka.config(),
+        input_topic=topics.input,
+        scores_topic=topics.scores,
+        dead_letter_topic=topics.dead_letters,
+        group_id=topics.group if group else None,
+    )
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
 def test_20k_events_with_poison_each_end_as_exactly_one_outcome(
-    kafka: Any, topic_factory: Callable[..., str], producer_factory: Callable[..., Any], engine: LoadedEngine,
+    kafka: Any,
+    topic_factory: Callable[..., str],
+    producer_factory: Callable[..., Any],
+    engine: LoadedEngine,
     guarantee: str,
-) -> None:  # fmt: skip
+) -> None:
     topics = make_topics(topic_factory, 4)
     sent = produce_events(producer_factory(), topics.input, 20_000, poison_rate=0.01, seed=11)
     settings = worker_settings(kafka.bootstrap_servers, topics, guarantee=guarantee)
@@ -70,9 +76,13 @@ def _committed(kafka: Any, topics: Topics) -> dict[int, int]:
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
 def test_sigkill_mid_run_then_restart(
-    kafka: Any, topic_factory: Callable[..., str], producer_factory: Callable[..., Any], serving_model: Path,
-    tmp_path: Path, guarantee: str,
-) -> None:  # fmt: skip
+    kafka: Any,
+    topic_factory: Callable[..., str],
+    producer_factory: Callable[..., Any],
+    serving_model: Path,
+    tmp_path: Path,
+    guarantee: str,
+) -> None:
     topics = make_topics(topic_factory, 4)
     total = 12_000
     producer = producer_factory()
@@ -84,10 +94,12 @@ def test_sigkill_mid_run_then_restart(
     settings = {
         "kafka": {"bootstrap_servers": kafka.bootstrap_servers},
         "topics": {"input": topics.input, "scores": topics.scores, "dead_letters": topics.dead_letters},
-        "group_id": topics.group, "worker_id": "crashy", "guarantee": guarantee,
+        "group_id": topics.group,
+        "worker_id": "crashy",
+        "guarantee": guarantee,
         "model": {"dir": str(serving_model), "device": "cpu"},
         "consumer": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "commit_interval_ms": 500},
-    }  # fmt: skip
+    }
     first = WorkerProcess(settings, tmp_path / "first.log")
     try:
         first.wait_ready()
@@ -121,9 +133,13 @@ def test_sigkill_mid_run_then_restart(
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
 def test_sigterm_under_load_drains_commits_and_exits_zero(
-    kafka: Any, topic_factory: Callable[..., str], producer_factory: Callable[..., Any], serving_model: Path,
-    tmp_path: Path, guarantee: str,
-) -> None:  # fmt: skip
+    kafka: Any,
+    topic_factory: Callable[..., str],
+    producer_factory: Callable[..., Any],
+    serving_model: Path,
+    tmp_path: Path,
+    guarantee: str,
+) -> None:
     topics = make_topics(topic_factory, 4)
     total = 8_000
     producer = producer_factory()
@@ -133,10 +149,13 @@ def test_sigterm_under_load_drains_commits_and_exits_zero(
     settings = {
         "kafka": {"bootstrap_servers": kafka.bootstrap_servers},
         "topics": {"input": topics.input, "scores": topics.scores, "dead_letters": topics.dead_letters},
-        "group_id": topics.group, "worker_id": "graceful", "guarantee": guarantee, "drain_timeout_s": 20,
+        "group_id": topics.group,
+        "worker_id": "graceful",
+        "guarantee": guarantee,
+        "drain_timeout_s": 20,
         "model": {"dir": str(serving_model), "device": "cpu"},
         "consumer": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500},
-    }  # fmt: skip
+    }
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
         worker.wait_ready()
@@ -174,9 +193,12 @@ def test_sigterm_under_load_drains_commits_and_exits_zero(
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
 def test_a_second_worker_joins_and_later_leaves_without_losses(
-    kafka: Any, topic_factory: Callable[..., str], producer_factory: Callable[..., Any], engine: LoadedEngine,
+    kafka: Any,
+    topic_factory: Callable[..., str],
+    producer_factory: Callable[..., Any],
+    engine: LoadedEngine,
     guarantee: str,
-) -> None:  # fmt: skip
+) -> None:
     topics = make_topics(topic_factory, 4)
     total = 12_000
     producer = producer_factory()

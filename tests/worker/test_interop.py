@@ -41,9 +41,12 @@ def _records(count: int, seed: int) -> Iterator[tuple[bytes, bytes, None]]:
 
 def _verified(kafka: Any, topics: Topics, sent: int) -> None:
     report = verify(
-        kafka.config(), input_topic=topics.input, scores_topic=topics.scores,
-        dead_letter_topic=topics.dead_letters, group_id=topics.group,
-    )  # fmt: skip
+        kafka.config(),
+        input_topic=topics.input,
+        scores_topic=topics.scores,
+        dead_letter_topic=topics.dead_letters,
+        group_id=topics.group,
+    )
     assert report.inputs == sent, report.summary()
     assert report.lost == [] and report.duplicates == 0, report.summary()
     assert report.scores == sent and report.order_violations == [], report.summary()
@@ -67,8 +70,12 @@ def test_a_topic_that_recompresses_with_zstd_is_read(
 ) -> None:
     """The broker recompresses an uncompressed producer's batches when the topic says so."""
     input_topic = topic_factory(2, prefix="tx", configs={"compression.type": "zstd"})
-    topics = Topics(input_topic, topic_factory(2, prefix="scores"), topic_factory(2, prefix="dlq"),
-                    f"riskstream-test-{uuid.uuid4().hex[:10]}")  # fmt: skip
+    topics = Topics(
+        input_topic,
+        topic_factory(2, prefix="scores"),
+        topic_factory(2, prefix="dlq"),
+        f"riskstream-test-{uuid.uuid4().hex[:10]}",
+    )
     sent = produce_events(producer_factory(), topics.input, 800, seed=12)
     with running_worker(worker_settings(kafka.bootstrap_servers, topics), fake_loaded()):
         wait_committed(kafka.config(), topics, timeout_s=60)
@@ -129,8 +136,12 @@ def test_scores_land_on_their_inputs_partition_whatever_the_upstream_partitioner
 def test_an_output_topic_with_another_partition_count_is_placed_by_key(
     kafka: Any, topic_factory: Callable[..., str], producer_factory: Callable[..., Any]
 ) -> None:
-    topics = Topics(topic_factory(4, prefix="tx"), topic_factory(3, prefix="scores"), topic_factory(4, prefix="dlq"),
-                    f"riskstream-test-{uuid.uuid4().hex[:10]}")  # fmt: skip
+    topics = Topics(
+        topic_factory(4, prefix="tx"),
+        topic_factory(3, prefix="scores"),
+        topic_factory(4, prefix="dlq"),
+        f"riskstream-test-{uuid.uuid4().hex[:10]}",
+    )
     sent = produce_events(producer_factory(), topics.input, 600, seed=15)
     with running_worker(worker_settings(kafka.bootstrap_servers, topics), fake_loaded()):
         wait_committed(kafka.config(), topics, timeout_s=60)

@@ -20,8 +20,11 @@ UNREACHABLE = {"bootstrap_servers": "127.0.0.1:1", "api_version": (4, 1)}
 
 
 def _missing(obj: object, names: tuple[str, ...]) -> list[str]:
-    return [f"{type(obj).__name__ if not isinstance(obj, type) else obj.__name__}.{name}"
-            for name in names if not hasattr(obj, name)]  # fmt: skip
+    return [
+        f"{type(obj).__name__ if not isinstance(obj, type) else obj.__name__}.{name}"
+        for name in names
+        if not hasattr(obj, name)
+    ]
 
 
 def test_the_installed_kafka_python_is_the_verified_series() -> None:

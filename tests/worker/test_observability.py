@@ -94,9 +94,11 @@ def test_readyz_turns_ready_after_warm_up_and_healthz_fails_when_the_loop_is_stu
 ) -> None:
     topics = make_topics(topic_factory, 2)
     settings = worker_settings(
-        kafka.bootstrap_servers, topics, model={"dir": str(serving_model), "device": "cpu"},
+        kafka.bootstrap_servers,
+        topics,
+        model={"dir": str(serving_model), "device": "cpu"},
         observability={"metrics_port": 0, "metrics_host": "127.0.0.1", "stall_after_s": 1.0},
-    )  # fmt: skip
+    )
     from worker.app import Worker
 
     worker = Worker(settings)  # loads and warms up the model itself, probes already answering
@@ -130,9 +132,12 @@ def test_readyz_turns_ready_after_warm_up_and_healthz_fails_when_the_loop_is_stu
 
 
 def test_no_card_number_reaches_logs_metrics_or_dead_letters(
-    kafka: Any, topic_factory: Callable[..., str], producer_factory: Callable[..., Any], serving_model: Path,
+    kafka: Any,
+    topic_factory: Callable[..., str],
+    producer_factory: Callable[..., Any],
+    serving_model: Path,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     topics = make_topics(topic_factory, 2)
     producer = producer_factory()
     # Valid events, and events whose free text carries a full card number (poison kind pan_in_text).
@@ -142,10 +147,11 @@ def test_no_card_number_reaches_logs_metrics_or_dead_letters(
     settings = {
         "kafka": {"bootstrap_servers": kafka.bootstrap_servers},
         "topics": {"input": topics.input, "scores": topics.scores, "dead_letters": topics.dead_letters},
-        "group_id": topics.group, "worker_id": "pan-audit",
+        "group_id": topics.group,
+        "worker_id": "pan-audit",
         "model": {"dir": str(serving_model), "device": "cpu"},
         "observability": {"log_level": "debug"},
-    }  # fmt: skip
+    }
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
         worker.wait_ready()

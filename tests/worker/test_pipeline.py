@@ -22,9 +22,12 @@ def test_every_record_becomes_one_outcome(
     with running_worker(settings, fake_loaded()):
         wait_committed(kafka.config(), topics, timeout_s=60)
     report = verify(
-        kafka.config(), input_topic=topics.input, scores_topic=topics.scores,
-        dead_letter_topic=topics.dead_letters, group_id=topics.group,
-    )  # fmt: skip
+        kafka.config(),
+        input_topic=topics.input,
+        scores_topic=topics.scores,
+        dead_letter_topic=topics.dead_letters,
+        group_id=topics.group,
+    )
     assert report.inputs == sent
     assert report.lost == [] and report.duplicates == 0, report.summary()
     assert report.order_violations == []

@@ -38,7 +38,7 @@ NAME, STREET, EMAIL, PHONE, SSN = (
     "+34 612 345 678",
     "123-45-6789",
 )
-SECRETS = (NAME, STREET, EMAIL, PHONE, SSN, "Alcalá", "ana.lopez", "612 345")  # fmt: skip
+SECRETS = (NAME, STREET, EMAIL, PHONE, SSN, "Alcalá", "ana.lopez", "612 345")
 
 
 def planted_records(seed: int = 5) -> tuple[list[bytes], list[str]]:
@@ -80,13 +80,20 @@ def test_planted_personal_data_never_reaches_an_outcome_a_log_line_or_a_metric()
         event = result if isinstance(result, TransactionEvent) else None
         consumed.append(
             ConsumedRecord(
-                tp=TopicPartition("transactions", 0), offset=offset, timestamp_ms=1_700_000_000_000, key=None,
-                epoch=0, arrived_s=0.0, late=False, event=event, features=object() if event else None,
+                tp=TopicPartition("transactions", 0),
+                offset=offset,
+                timestamp_ms=1_700_000_000_000,
+                key=None,
+                epoch=0,
+                arrived_s=0.0,
+                late=False,
+                event=event,
+                features=object() if event else None,
                 value=None if event else raw,
                 error_kind=result.kind if isinstance(result, DecodeError) else None,
                 error=result.message if isinstance(result, DecodeError) else None,
             )
-        )  # fmt: skip
+        )
     batch = ScoredBatch(records=consumed, scores=np.full(len(consumed), 0.5, dtype=np.float32))
     outgoing = writer.write(batch, datetime.now(UTC))
     kinds = [json.loads(out.value).get("error_type", "score") for out in outgoing]

@@ -139,8 +139,11 @@ class Harness:
         records = []
         for offset in offsets:
             epoch = self.tracker.track(TP, offset)
-            records.append(ConsumedRecord(tp=TP, offset=offset, timestamp_ms=0, key=b"k", epoch=epoch,
-                                          arrived_s=0.0, late=False, features=1.0))  # fmt: skip
+            records.append(
+                ConsumedRecord(
+                    tp=TP, offset=offset, timestamp_ms=0, key=b"k", epoch=epoch, arrived_s=0.0, late=False, features=1.0
+                )
+            )
         scores = np.zeros(len(records), dtype=np.float32)
         self.publisher._publish(ScoredBatch(records, scores, batch_size=len(records), epoch=self.tracker.epoch))
 
@@ -193,14 +196,22 @@ class _Engine:
 
 def test_a_card_number_used_as_an_id_is_masked_in_the_score() -> None:
     event = decode(
-        json.dumps({**valid_event(), "transaction_id": "4111111111111111", "account_id": "acct:5555555555554444"})
-        .encode()
-    )  # fmt: skip
+        json.dumps(
+            {**valid_event(), "transaction_id": "4111111111111111", "account_id": "acct:5555555555554444"}
+        ).encode()
+    )
     assert isinstance(event, TransactionEvent)
     record = ConsumedRecord(
-        tp=TopicPartition("transactions", 0), offset=7, timestamp_ms=1_700_000_000_000, key=b"k", epoch=0,
-        arrived_s=0.0, late=False, event=event, features=object(),
-    )  # fmt: skip
+        tp=TopicPartition("transactions", 0),
+        offset=7,
+        timestamp_ms=1_700_000_000_000,
+        key=b"k",
+        epoch=0,
+        arrived_s=0.0,
+        late=False,
+        event=event,
+        features=object(),
+    )
     writer = OutcomeWriter(engine=_Engine(), scores_topic="s", dead_letter_topic="d", worker_id="w-1")  # type: ignore[arg-type]
     (out,) = writer.write(ScoredBatch(records=[record], scores=np.array([0.7], dtype=np.float32)), datetime.now(UTC))
     score = RiskScore.model_validate_json(out.value)

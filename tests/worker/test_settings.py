@@ -78,9 +78,14 @@ def test_secrets_never_appear_in_the_redacted_view(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     settings = load_settings(
-        kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "svc",
-               "sasl_password": "s3cr3t-value", "ssl_cafile": str(ca)},
-    )  # fmt: skip
+        kafka={
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "svc",
+            "sasl_password": "s3cr3t-value",
+            "ssl_cafile": str(ca),
+        },
+    )
     assert "s3cr3t-value" not in str(settings.redacted())
     assert "s3cr3t-value" not in repr(settings)
     assert settings.kafka.sasl_password is not None

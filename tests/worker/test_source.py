@@ -56,8 +56,9 @@ def fake_consumer(assigned: set[TopicPartition]) -> MagicMock:
 
 
 def record(tp: TopicPartition, offset: int, value: bytes = VALID, headers: Any = None) -> ConsumerRecord:
-    return ConsumerRecord(TOPIC, tp.partition, -1, offset, 999_990, 0, b"acct", value, headers or [], None, 4,
-                          len(value), -1)  # fmt: skip
+    return ConsumerRecord(
+        TOPIC, tp.partition, -1, offset, 999_990, 0, b"acct", value, headers or [], None, 4, len(value), -1
+    )
 
 
 class Rig:
@@ -69,13 +70,25 @@ class Rig:
         self.outbox: queue.SimpleQueue[ConsumedRecord] = queue.SimpleQueue()
         self.clock = Clock()
         self.source = Source(
-            consumer=self.consumer, engine=FakeEngine(), topic=TOPIC, tracker=self.tracker, outbox=self.outbox,
+            consumer=self.consumer,
+            engine=FakeEngine(),
+            topic=TOPIC,
+            tracker=self.tracker,
+            outbox=self.outbox,
             admission=AdmissionController(high_water=high_water, low_water=high_water // 2, headroom_bytes=0),
-            metrics=WorkerMetrics(), free_device_bytes=lambda: None, latency_budget_s=0.05, max_event_bytes=65_536,
-            max_poll_records=1000, commits_offsets=commits_offsets, commit_interval_s=1.0,
-            rebalance_drain_timeout_s=0.0, passthrough_headers=("x-request-id",), undecodable_batch=undecodable,
-            clock=lambda: 1000.0, monotonic=self.clock,
-        )  # fmt: skip
+            metrics=WorkerMetrics(),
+            free_device_bytes=lambda: None,
+            latency_budget_s=0.05,
+            max_event_bytes=65_536,
+            max_poll_records=1000,
+            commits_offsets=commits_offsets,
+            commit_interval_s=1.0,
+            rebalance_drain_timeout_s=0.0,
+            passthrough_headers=("x-request-id",),
+            undecodable_batch=undecodable,
+            clock=lambda: 1000.0,
+            monotonic=self.clock,
+        )
 
     def poll_once(self, records: dict[TopicPartition, list[ConsumerRecord]] | None = None) -> list[ConsumedRecord]:
         self.consumer.poll.return_value = records or {}

@@ -36,9 +36,14 @@ def _run_worker(settings: dict[str, Any], timeout_s: float = 60.0) -> tuple[int,
     env["RISKSTREAM_MODEL__DIR"] = str(REPO_ROOT / ".cache" / "no-model-needed")
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "worker", "worker"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=timeout_s, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "worker", "worker"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     return result.returncode, time.monotonic() - started, lines
 
@@ -64,13 +69,17 @@ def _sasl_settings(cluster: Any, **kafka: Any) -> dict[str, Any]:
     config = cluster.client_config
     return {
         "kafka": {
-            "bootstrap_servers": cluster.bootstrap_servers, "security_protocol": "SASL_SSL",
-            "sasl_mechanism": config["sasl_mechanism"], "sasl_username": config["sasl_plain_username"],
-            "sasl_password": str(config["sasl_plain_password"]), "ssl_cafile": config["ssl_cafile"], **kafka,
+            "bootstrap_servers": cluster.bootstrap_servers,
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": config["sasl_mechanism"],
+            "sasl_username": config["sasl_plain_username"],
+            "sasl_password": str(config["sasl_plain_password"]),
+            "ssl_cafile": config["ssl_cafile"],
+            **kafka,
         },
         "topics": {"input": f"tx-{uuid.uuid4().hex}"},
         "group_id": f"startup-{uuid.uuid4().hex[:8]}",
-    }  # fmt: skip
+    }
 
 
 def test_a_wrong_password_fails_fast_with_one_line_naming_authentication(kafka_sasl_ssl: Any) -> None:
@@ -96,8 +105,9 @@ def test_an_unverifiable_broker_certificate_fails_with_one_line(kafka_sasl_ssl: 
 
 def test_a_missing_input_topic_fails_with_one_line_naming_it(kafka: Any) -> None:
     topic = f"tx-missing-{uuid.uuid4().hex}"
-    code, _seconds, lines = _run_worker({"kafka": {"bootstrap_servers": kafka.bootstrap_servers},
-                                         "topics": {"input": topic}})  # fmt: skip
+    code, _seconds, lines = _run_worker(
+        {"kafka": {"bootstrap_servers": kafka.bootstrap_servers}, "topics": {"input": topic}}
+    )
     assert code == EXIT_TOPICS, lines
     errors = _error_lines(lines)
     assert len(errors) == 1 and topic in errors[0] and "does not exist" in errors[0], errors
@@ -108,8 +118,10 @@ def test_missing_output_topics_fail_unless_creating_them_is_allowed(
 ) -> None:
     input_topic = topic_factory(3, prefix="tx")
     scores, dlq = f"scores-{uuid.uuid4().hex}", f"dlq-{uuid.uuid4().hex}"
-    settings = {"kafka": {"bootstrap_servers": kafka.bootstrap_servers},
-                "topics": {"input": input_topic, "scores": scores, "dead_letters": dlq}}  # fmt: skip
+    settings = {
+        "kafka": {"bootstrap_servers": kafka.bootstrap_servers},
+        "topics": {"input": input_topic, "scores": scores, "dead_letters": dlq},
+    }
     code, _seconds, lines = _run_worker(settings)
     assert code == EXIT_TOPICS, lines
     errors = _error_lines(lines)

@@ -322,8 +322,11 @@ def _run(
                     break
                 if produced_at is not None and now - produced_at > _DRAIN_WAIT_S:
                     break
-            live.update(_panel(collector, labels, options, info, budget_ms, time.monotonic() - started, count, gauges,
-                               worker.port))  # fmt: skip
+            live.update(
+                _panel(
+                    collector, labels, options, info, budget_ms, time.monotonic() - started, count, gauges, worker.port
+                )
+            )
     finally:
         stop_producing.set()
         if producer_thread.ident is not None:

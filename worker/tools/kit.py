@@ -89,8 +89,12 @@ class WorkerProcess:
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
-        observability = {**settings.get("observability", {}), "metrics_port": self.port,
-                         "metrics_host": "127.0.0.1", "log_format": "json"}  # fmt: skip
+        observability = {
+            **settings.get("observability", {}),
+            "metrics_port": self.port,
+            "metrics_host": "127.0.0.1",
+            "log_format": "json",
+        }
         env = {k: v for k, v in os.environ.items() if inherit_settings or not k.startswith("RISKSTREAM_")}
         env.update(settings_env({**settings, "observability": observability}))
         env["PYTHONWARNINGS"] = "ignore"

@@ -83,9 +83,13 @@ def read_topic(
 ) -> Iterator[Any]:
     """Every record of ``topic`` up to its current end (the last stable offset for read_committed)."""
     consumer = KafkaConsumer(
-        **config, group_id=None, enable_auto_commit=False, isolation_level=isolation_level,
-        max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024,
-    )  # fmt: skip
+        **config,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level=isolation_level,
+        max_poll_records=5000,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

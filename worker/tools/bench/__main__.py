@@ -44,8 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging("warning", "json")
     if args.command == "load":
-        generate_load(settings, topic=args.topic, rate=args.rate, warmup_s=args.warmup, seconds=args.seconds,
-                      seed=args.seed, report=args.report)  # fmt: skip
+        generate_load(
+            settings,
+            topic=args.topic,
+            rate=args.rate,
+            warmup_s=args.warmup,
+            seconds=args.seconds,
+            seed=args.seed,
+            report=args.report,
+        )
     else:
         loop = relay if args.command == "relay" else naive
         loop(settings, input_topic=args.input, output_topic=args.output, ready_file=args.ready_file)

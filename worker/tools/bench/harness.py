@@ -305,13 +305,21 @@ class _Session:
         if batches_before is not None and batches_after is not None and batches_after[1] > batches_before[1]:
             mean_batch = (batches_after[0] - batches_before[0]) / (batches_after[1] - batches_before[1])
         return PointResult(
-            system=self.system, role=role, offered_per_s=load, generator_per_s=generator_rate,
-            throughput_per_s=throughput, events=len(window), completed=len(done),
-            duplicates=collector.duplicates - duplicates_before, latency=stats,
-            visible=LatencyStats.of(visible, budget_ms), in_budget=in_budget,
-            mean_batch=1.0 if self.system == "naive" else mean_batch, load_average=round(os.getloadavg()[0], 2),
+            system=self.system,
+            role=role,
+            offered_per_s=load,
+            generator_per_s=generator_rate,
+            throughput_per_s=throughput,
+            events=len(window),
+            completed=len(done),
+            duplicates=collector.duplicates - duplicates_before,
+            latency=stats,
+            visible=LatencyStats.of(visible, budget_ms),
+            in_budget=in_budget,
+            mean_batch=1.0 if self.system == "naive" else mean_batch,
+            load_average=round(os.getloadavg()[0], 2),
             note="; ".join(notes),
-        )  # fmt: skip
+        )
 
     def _offer(self, load: float, role: str) -> dict[str, Any]:
         """Run the load generator for one point; returns its report (window ids, times, rate)."""
@@ -581,9 +589,12 @@ def engine_bench(model: Path | None, *, variants: list[str], as_json: bool, conf
     try:
         with console.status("bench: loading") as status:
             report = run_engine_bench(
-                model_dir, variants=variants, device=device, threads=settings.model.threads,
+                model_dir,
+                variants=variants,
+                device=device,
+                threads=settings.model.threads,
                 on_point=lambda variant, size: status.update(f"bench: {variant} @ {size}"),
-            )  # fmt: skip
+            )
     except (InferenceError, ValueError) as exc:
         raise BenchError(f"engine benchmark failed: {exc}") from exc
     print_engine_bench(report, as_json=as_json)

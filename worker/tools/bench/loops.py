@@ -114,16 +114,18 @@ def generate_load(
     start_ms, end_ms = window_ms[0], window_ms[-1]
     span_s = (end_ms - start_ms) / 1000.0
     report.write_text(
-        json.dumps({
-            "offered_per_s": rate,
-            "sent": outcome.sent,
-            "window_start_ms": start_ms,
-            "window_end_ms": end_ms,
-            "generator_per_s": (len(window_ids) - 1) / span_s if span_s > 0 else rate,
-            "window_ids": window_ids,
-        }),
+        json.dumps(
+            {
+                "offered_per_s": rate,
+                "sent": outcome.sent,
+                "window_start_ms": start_ms,
+                "window_end_ms": end_ms,
+                "generator_per_s": (len(window_ids) - 1) / span_s if span_s > 0 else rate,
+                "window_ids": window_ids,
+            }
+        ),
         encoding="utf-8",
-    )  # fmt: skip
+    )
 
 
 # -- relay ceiling ------------------------------------------------------------------------------
@@ -179,8 +181,13 @@ def naive(settings: Settings, *, input_topic: str, output_topic: str, ready_file
 
     stop = _stop_on_sigterm()
     model = settings.model
-    scorer = Scorer.load(model.dir, device=resolve_device(model.device), quantization=model.quantization,
-                         threads=model.threads, max_batch=1)  # fmt: skip
+    scorer = Scorer.load(
+        model.dir,
+        device=resolve_device(model.device),
+        quantization=model.quantization,
+        threads=model.threads,
+        max_batch=1,
+    )
     info = scorer.info
     model_ref = ModelRef(name=info.name, version=info.version, quantization=info.quantization, device=info.device)
     budget_ms = settings.batching.latency_budget_ms
@@ -205,19 +212,29 @@ def naive(settings: Settings, *, input_topic: str, output_topic: str, ready_file
     def handle(record: Any) -> None:
         event = decode(record.value, max_bytes=settings.max_event_bytes)
         if isinstance(event, DecodeError):
-            log.warning("invalid record skipped", where=f"{record.topic}[{record.partition}]@{record.offset}",
-                        kind=event.kind.value)  # fmt: skip
+            log.warning(
+                "invalid record skipped",
+                where=f"{record.topic}[{record.partition}]@{record.offset}",
+                kind=event.kind.value,
+            )
             return
         score = float(scorer.score([scorer.featurize(event)]).scores[0])
         now = datetime.now(UTC)
         latency_ms = max(0.0, now.timestamp() * 1000.0 - record.timestamp)
         message = RiskScore(
-            transaction_id=event.transaction_id, account_id=event.account_id, score=round(score, 6),
-            decision=scorer.thresholds.decide(score), model=model_ref, event_time=event.event_time,
-            scored_time=now, latency_ms=round(latency_ms, 3), batch_size=1, late=latency_ms > budget_ms,
+            transaction_id=event.transaction_id,
+            account_id=event.account_id,
+            score=round(score, 6),
+            decision=scorer.thresholds.decide(score),
+            model=model_ref,
+            event_time=event.event_time,
+            scored_time=now,
+            latency_ms=round(latency_ms, 3),
+            batch_size=1,
+            late=latency_ms > budget_ms,
             worker_id=settings.worker_id,
             source=SourceRef(topic=record.topic, partition=record.partition, offset=record.offset),
-        )  # fmt: skip
+        )
         producer.send(output_topic, key=record.key, value=message.model_dump_json().encode()).get(timeout=30)
 
     try:

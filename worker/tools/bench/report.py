@@ -313,19 +313,30 @@ def plot(result: BenchResult, path: Path) -> None:
     finite = [p.latency.p99_ms for p in result.points if p.latency.p99_ms is not None]
     top = max([*finite, result.budget_ms * 4]) * 1.5
     for system in result.summaries:
-        sweep = sorted((p for p in result.points if p.system == system and p.role == "sweep"),
-                       key=lambda p: p.offered_per_s)  # fmt: skip
+        sweep = sorted(
+            (p for p in result.points if p.system == system and p.role == "sweep"), key=lambda p: p.offered_per_s
+        )
         xs = [p.offered_per_s for p in sweep]
         ys = [p.latency.p99_ms if p.latency.p99_ms is not None else top for p in sweep]
         (line,) = axes.plot(xs, ys, marker="o", label=system)
         unfinished = [p.offered_per_s for p in sweep if p.latency.p99_ms is None]
         if unfinished:
             axes.scatter(unfinished, [top] * len(unfinished), marker="^", s=80, color=line.get_color())
-        checks = [(p.offered_per_s, p.latency.p99_ms) for p in result.points
-                  if p.system == system and p.role == "check" and p.latency.p99_ms is not None]  # fmt: skip
+        checks = [
+            (p.offered_per_s, p.latency.p99_ms)
+            for p in result.points
+            if p.system == system and p.role == "check" and p.latency.p99_ms is not None
+        ]
         if checks:
-            axes.scatter([x for x, _ in checks], [y for _, y in checks], marker="*", s=160, color=line.get_color(),
-                         zorder=3, label=f"{system} at 80% of its max")  # fmt: skip
+            axes.scatter(
+                [x for x, _ in checks],
+                [y for _, y in checks],
+                marker="*",
+                s=160,
+                color=line.get_color(),
+                zorder=3,
+                label=f"{system} at 80% of its max",
+            )
     axes.axhline(result.budget_ms, color="grey", linestyle="--", linewidth=1, label=f"budget {result.budget_ms:.0f} ms")
     axes.set_xscale("log")
     axes.set_yscale("log")

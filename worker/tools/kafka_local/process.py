@@ -514,9 +514,14 @@ class LocalKafka:
             return
         command = [
             *self._jvm_base(libs),
-            "kafka.tools.StorageTool", "format", "--standalone",
-            "-t", str(meta["cluster_id"]), "-c", str(self._properties_path),
-        ]  # fmt: skip
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            str(meta["cluster_id"]),
+            "-c",
+            str(self._properties_path),
+        ]
         if meta["security"] == "sasl_ssl":
             passwords = self._load_secrets()
             for user in (ADMIN_USER, APP_USER):
