@@ -96,11 +96,16 @@ class AtLeastOnce(Publisher):
         if cause is not None:
             self._replace_producer(cause)
             self._needs_new_producer = None
+        costs = self._metrics.costs
+        with costs.measure("encode"):
+            now = datetime.now(UTC)
+            items = [item for b in live for item in self._writer.write(b, now)]
         halt = halt_on_failure(self._producer)
         sent_at = time.time()
         sent: list[tuple[Outgoing, Any]] = []
         failure: BaseException | None = None
-        for item in (item for b in live for item in self._writer.write(b, datetime.now(UTC))):
+        produce_started = time.thread_time()
+        for item in items:
             try:
                 future = self._producer.send(
                     item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
@@ -119,6 +124,8 @@ class AtLeastOnce(Publisher):
             if failure is not None:
                 self._failed(failure, item, epoch)
                 break
+        costs.add("produce", time.thread_time() - produce_started)
+        acks_started = time.thread_time()
         deadline = time.monotonic() + _ACK_TIMEOUT_S
         for item, future in sent:
             try:
@@ -129,6 +136,7 @@ class AtLeastOnce(Publisher):
                     self._failed(exc, item, epoch)
                 continue
             self._settled(item, epoch, time.time())
+        costs.add("acks", time.thread_time() - acks_started)
         if failure is not None:
             # Whatever is still queued in this producer was sent after the failed record: it must
             # never be delivered. The next step starts on a fresh producer.
@@ -209,8 +217,10 @@ class ExactlyOnce(Publisher):
             self._transact(live, epoch, metadata)
 
     def _transact(self, batches: list[ScoredBatch], epoch: int, group_metadata: Any) -> None:
-        now = datetime.now(UTC)
-        items = [item for b in batches for item in self._writer.write(b, now)]
+        costs = self._metrics.costs
+        with costs.measure("encode"):
+            now = datetime.now(UTC)
+            items = [item for b in batches for item in self._writer.write(b, now)]
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for item in items:
             tp = item.source.tp
@@ -219,25 +229,29 @@ class ExactlyOnce(Publisher):
                 offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
         started = time.perf_counter()
         try:
-            self._producer.begin_transaction()
-            identity = self._producer_identity()
-            futures = [
-                self._producer.send(
-                    item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
-                )
-                for item in items
-            ]
+            with costs.measure("commit"):
+                self._producer.begin_transaction()
+                identity = self._producer_identity()
+            with costs.measure("produce"):
+                futures = [
+                    self._producer.send(
+                        item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
+                    )
+                    for item in items
+                ]
             # Every record must be acknowledged before its input offsets join the transaction: the
             # commit must never cover an offset whose outcome is not written. (kafka-python can
             # recover a failed batch by bumping the producer epoch mid-transaction and then commit
             # without it; the checks below turn that into an abort.)
-            deadline = time.monotonic() + _ACK_TIMEOUT_S
-            for future in futures:
-                future.get(timeout=max(0.001, deadline - time.monotonic()))
+            with costs.measure("acks"):
+                deadline = time.monotonic() + _ACK_TIMEOUT_S
+                for future in futures:
+                    future.get(timeout=max(0.001, deadline - time.monotonic()))
             if self._producer_identity() != identity:
                 raise kafka_errors.KafkaError("producer epoch changed inside the transaction")
-            self._producer.send_offsets_to_transaction(offsets, group_metadata)
-            self._producer.commit_transaction()
+            with costs.measure("commit"):
+                self._producer.send_offsets_to_transaction(offsets, group_metadata)
+                self._producer.commit_transaction()
         except kafka_errors.KafkaError as exc:
             self._metrics.transaction_aborts.inc()
             self._stale_below = epoch + 1
@@ -250,9 +264,10 @@ class ExactlyOnce(Publisher):
         self._metrics.publish.observe(elapsed)
         self._metrics.commits.inc()
         self._publish_latency.observe(elapsed)
-        settled_at = time.time()
-        for item in items:
-            self._settled(item, epoch, settled_at)
+        with costs.measure("acks"):
+            settled_at = time.time()
+            for item in items:
+                self._settled(item, epoch, settled_at)
 
     def _recover_if_fatal(self, exc: BaseException) -> bool:
         """Deal with errors no abort can recover from; True if the producer was replaced.

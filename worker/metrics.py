@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from worker.costs import StageCosts, register
+
 # Event-to-score latency buckets, dense around the default 50 ms budget.
 LATENCY_BUCKETS = (
     0.002,
@@ -52,6 +54,9 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self.costs = StageCosts()
+        """CPU seconds per pipeline stage (``riskstream_stage_cpu_seconds_total``)."""
+        register(self.costs, r)
         self.consumed = Counter("riskstream_events_consumed_total", "Records taken from the input topic.", registry=r)
         self.scored = Counter(
             "riskstream_events_scored_total", "Scores published (acknowledged).", ["decision"], registry=r

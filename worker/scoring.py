@@ -49,6 +49,7 @@ class ScoringStage:
         self._metrics = metrics
         self._clock = clock
         self._stop = threading.Event()
+        self._inference_cpu = 0.0
         self.batches = 0
         self.thread = threading.Thread(target=self._run, name="riskstream-scoring", daemon=True)
         self.failure: BaseException | None = None
@@ -77,6 +78,16 @@ class ScoringStage:
         return min(_IDLE_WAIT_S, max(0.0, close_at - now))
 
     def _step(self) -> None:
+        started = time.thread_time()
+        self._inference_cpu = 0.0
+        try:
+            self._take_and_score()
+        finally:
+            costs = self._metrics.costs
+            costs.add("inference", self._inference_cpu)
+            costs.add("batching", max(0.0, time.thread_time() - started - self._inference_cpu))
+
+    def _take_and_score(self) -> None:
         cap = self._batch_cap()
         try:
             first = self._inbox.get(timeout=self._wait_time(self._clock(), cap))
@@ -109,9 +120,10 @@ class ScoringStage:
         inference_s = 0.0
         if scoreable:
             oldest_arrival = min(live[i].arrived_s for i in scoreable)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.thread_time()
             result = self._engine.score([live[i].features for i in scoreable])
             inference_s = time.perf_counter() - t0
+            self._inference_cpu += time.thread_time() - cpu0
             self._service_time.observe(len(scoreable), inference_s)
             splits = int(getattr(result, "oom_splits", 0))
             if splits:

@@ -96,6 +96,7 @@ class Source:
         self._refuse_pan_in_identifiers = refuse_pan_in_identifiers
         self._clock = clock
         self._monotonic = monotonic
+        self._cpu = {"decode": 0.0, "pan_scan": 0.0, "featurize": 0.0}
         self._rewind_lock = threading.Lock()
         self._rewind_cause: str | None = None
         self._rewinds_in_a_row = 0
@@ -148,6 +149,7 @@ class Source:
 
     def iteration(self) -> None:
         """One pass of the poll loop (the worker calls this until shutdown completes)."""
+        cpu_started = time.thread_time()
         now = self._monotonic()
         self._maybe_rewind(now)  # first: its backoff must hold this very poll
         self._apply_backpressure(now)
@@ -171,6 +173,16 @@ class Source:
         self._metrics.in_flight.set(self._tracker.pending())
         self._metrics.last_progress.set(time.time())
         self.last_progress = time.monotonic()
+        self._account_cpu(time.thread_time() - cpu_started)
+
+    def _account_cpu(self, total: float) -> None:
+        """This iteration's CPU time: decode, PAN scan and featurize as measured, the rest is the poll's."""
+        costs = self._metrics.costs
+        sections = self._cpu
+        for stage, seconds in sections.items():
+            costs.add(stage, seconds)
+        costs.add("poll", max(0.0, total - sum(sections.values())))
+        self._cpu = dict.fromkeys(sections, 0.0)
 
     def _take(self, tp: TopicPartition, record: Any) -> None:
         arrived = self._clock()
@@ -201,15 +213,20 @@ class Source:
             headers=headers,
             value=record.value,
         )
+        started = time.thread_time()
         decoded = decode(
             record.value, max_bytes=self._max_event_bytes, refuse_pan_in_identifiers=self._refuse_pan_in_identifiers
         )
+        decoded_at = time.thread_time()
+        self._cpu["decode"] += decoded_at - started
         if isinstance(decoded, DecodeError):
             consumed.error_kind, consumed.error = decoded.kind, decoded.message
             log.info("dead-lettering record", where=consumed.where(), error_type=decoded.kind.value)
         else:
             for field in identifier_fields_with_pan(decoded):
                 self._metrics.pan_masked.labels(field).inc()
+            scanned_at = time.thread_time()
+            self._cpu["pan_scan"] += scanned_at - decoded_at
             try:
                 consumed.features = self._engine.featurize(decoded)
                 consumed.event = decoded
@@ -217,6 +234,7 @@ class Source:
                 consumed.error_kind = ErrorKind.FEATURIZE_FAILED
                 consumed.error = f"featurize failed: {type(exc).__name__}"
                 log.warning("featurize failed", where=consumed.where(), error=type(exc).__name__)
+            self._cpu["featurize"] += time.thread_time() - scanned_at
         self._outbox.put(consumed)
 
     def _skip_undecodable(self, exc: BaseException) -> None:

@@ -211,6 +211,9 @@ def test_bench_harness_runs_a_tiny_sweep(
         assert first.events == 40  # 2 s at 20/s
         assert first.completed > 0 and first.latency.p50_ms is not None and first.latency.p50_ms > 0
         assert math.isfinite(first.throughput_per_s)
+        assert first.cpu_us_per_event is not None and first.cpu_us_per_event > 0
+    stages = result.points[-1].stage_cpu_us if result.points[-1].system == "riskstream-alo" else {}
+    assert {"decode", "inference", "encode", "produce", "consumer_io"} <= set(stages), stages
     assert not result.failures
     check = result.summaries["riskstream-alo"].check
     assert (check is not None) == (result.summaries["riskstream-alo"].max_in_budget_per_s is not None)

@@ -261,6 +261,27 @@ class _Session:
         except OSError:
             return None
 
+    def _cpu_seconds(self) -> float | None:
+        """CPU time (user + system, all threads) of the system's process so far."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _stage_seconds(self) -> dict[str, float]:
+        """riskstream's CPU seconds per stage so far (empty for the other systems)."""
+        if self.worker is None:
+            return {}
+        try:
+            return {
+                labels["stage"]: value for labels, value in self.worker.samples("riskstream_stage_cpu_seconds_total")
+            }
+        except OSError:
+            return {}
+
     def drained(self) -> bool:
         """Every event sent in this session has its output."""
         assert self.collector is not None
@@ -272,10 +293,17 @@ class _Session:
         assert collector is not None
         batches_before = self.batch_size_totals()
         duplicates_before = collector.duplicates
+        cpu_before, stages_before, sent_before = self._cpu_seconds(), self._stage_seconds(), self.sent
         sent = self._offer(load, role)
         window: list[str] = sent["window_ids"]
         self._await_outputs(window)
 
+        events = max(1, self.sent - sent_before)
+        cpu_after, stages_after = self._cpu_seconds(), self._stage_seconds()
+        cpu_us = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / events * 1e6
+        stage_us = {
+            stage: (stages_after[stage] - stages_before.get(stage, 0.0)) / events * 1e6 for stage in stages_after
+        }
         snapshot = collector.snapshot()
         outputs = [snapshot.get(tid) for tid in window]
         done = [o for o in outputs if o is not None]
@@ -318,6 +346,8 @@ class _Session:
             in_budget=in_budget,
             mean_batch=1.0 if self.system == "naive" else mean_batch,
             load_average=round(os.getloadavg()[0], 2),
+            cpu_us_per_event=None if cpu_us is None else round(cpu_us, 1),
+            stage_cpu_us={stage: round(us, 1) for stage, us in stage_us.items()},
             note="; ".join(notes),
         )
 

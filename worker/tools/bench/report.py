@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from worker.costs import STAGES
+
 SYSTEM_LABELS = {
     "relay": "relay ceiling (consume → produce the same bytes; no parsing, no model)",
     "naive": "naive baseline (one event at a time: validate, score 1, produce and wait, commit)",
@@ -85,6 +87,10 @@ class PointResult:
     """Events per model call (riskstream from its metrics; 1 for the naive loop; None: no model)."""
     load_average: float | None = None
     """The machine's 1-minute load average at the end of the window: other work on a shared machine."""
+    cpu_us_per_event: float | None = None
+    """The system process's CPU time (all its threads) per event over the point, microseconds."""
+    stage_cpu_us: dict[str, float] = field(default_factory=dict)
+    """riskstream only: CPU microseconds per event per pipeline stage (``riskstream_stage_cpu_seconds_total``)."""
     note: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -231,6 +237,29 @@ def rate_text(events_per_s: float) -> str:
     return f"{events_per_s:,.0f}" if events_per_s >= 100 else f"{events_per_s:.1f}".removesuffix(".0")
 
 
+def _cpu_table(result: BenchResult) -> list[str]:
+    """CPU microseconds per event: every system in total, riskstream by stage (per-thread CPU clocks)."""
+    points = [p for p in result.points if p.cpu_us_per_event is not None]
+    if not points:
+        return []
+    stages = sorted({stage for p in points for stage in p.stage_cpu_us}, key=STAGES.index)
+    lines = [
+        "",
+        "CPU per event, µs (process CPU time of the system under test over the point, divided by its events; "
+        "riskstream's stages from its per-thread CPU clocks, the rest is interpreter, metrics and logging):",
+        "",
+        "| system | offered/s | total | " + " | ".join(stages) + " |",
+        "|---|--:|--:|" + "--:|" * len(stages),
+    ]
+    for p in points:
+        cells = [f"{p.stage_cpu_us[stage]:.0f}" if stage in p.stage_cpu_us else "" for stage in stages]
+        name = p.system + (" (80% check)" if p.role == "check" else "")
+        lines.append(
+            f"| {name} | {rate_text(p.offered_per_s)} | {p.cpu_us_per_event:.0f} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
 def markdown(result: BenchResult) -> str:
     """The results as a markdown page: settings, the table of every point, and the comparisons."""
     m, model = result.machine, result.model
@@ -267,6 +296,7 @@ def markdown(result: BenchResult) -> str:
             f"{p.latency.budget_miss_pct:.2f}% | {_ms(p.visible.p99_ms)} | {_ms(p.mean_batch)} | "
             f"{_ms(p.load_average)} | {verdict} |"
         )
+    lines += _cpu_table(result)
     lines += ["", "| system | highest load within budget (events/s) |", "|---|--:|"]
     for name, summary in result.summaries.items():
         value = summary.max_in_budget_per_s
