@@ -86,12 +86,12 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal, NoReturn
+from typing import Annotated, Any, Final, Literal, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from schemas.events import Channel, EntryMode, TransactionEvent
+from schemas.events import CardRef, Channel, EntryMode, Merchant, TransactionEvent
 from schemas.iso import CURRENCY_CODES
 from schemas.redaction import contains_pan, mask_pans
 
@@ -505,9 +505,11 @@ def _rule(
     else:
         convert = _direct(loader, kind, key, spec, finish)
 
+    constant_check = _wire_checked(target, lambda value: convert(value, _Context()))
+
     def constant_of(value: Any, what: str) -> Any:
         try:
-            return convert(value, _Context())
+            return constant_check(value)
         except _Fail as exc:
             detail = f" ({exc.detail})" if exc.detail else ""
             loader.fail(f"{key}.{what}", f"not a valid value for {target}: {exc.problem.value}{detail}")
@@ -531,6 +533,37 @@ def _rule(
         default=default, optional=optional, convert=convert, checks_pan=kind == "text",
         key0=path[0] if path is not None and len(path) == 1 else None,
     )  # fmt: skip
+
+
+def _wire_adapter(target: str) -> TypeAdapter[Any] | None:
+    """A validator of the wire field ``target`` alone, for checking constants and map targets at load."""
+    container, _, name = target.rpartition(".")
+    models: dict[str, type[BaseModel]] = {"": TransactionEvent, "merchant": Merchant, "card": CardRef}
+    model = models.get(container)
+    if model is None or name not in model.model_fields:
+        return None
+    info = model.model_fields[name]
+    annotation: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return TypeAdapter(annotation)
+
+
+def _wire_checked(target: str, finish: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``finish`` followed by the wire field's own validation (load time only: records are checked
+    by the whole model)."""
+    adapter = _wire_adapter(target)
+    if adapter is None:
+        return finish
+
+    def checked(value: Any) -> Any:
+        result = finish(value)
+        try:
+            adapter.validate_python(result)
+        except ValidationError as exc:
+            detail = exc.errors(include_url=False, include_input=False, include_context=False)[0]["msg"]
+            raise _Fail(Problem.INVALID, mask_pans(str(detail))) from None
+        return result
+
+    return checked
 
 
 def _has_string_steps(spec: Mapping[str, Any]) -> bool:
@@ -591,19 +624,20 @@ def _string_steps(
             loader.fail(f"{key}.template", "must contain '{}' exactly once, e.g. 'acct-{}'")
         prefix, _, suffix = template.partition("{}")
     mapped: dict[str, Any] | None = None
+    check = _wire_checked(key.removeprefix("fields."), finish)
     if table is not None:
         # Map targets are checked now, so a typo in the table fails at load, not on the first record.
         mapped = {}
         for source, value in table.items():
             try:
-                mapped[source] = finish(value) if not templated else value
+                mapped[source] = check(value) if not templated else value
             except _Fail as exc:
                 loader.fail(
                     f"{key}.map.{source}", f"maps to an invalid value: {exc.problem.value} {exc.detail}".rstrip()
                 )
         if fallback is not _ABSENT:
             try:
-                fallback = finish(fallback) if not templated else fallback
+                fallback = check(fallback) if not templated else fallback
             except _Fail as exc:
                 loader.fail(f"{key}.fallback", f"not a valid value: {exc.problem.value} {exc.detail}".rstrip())
 
