@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -84,7 +85,7 @@ def _mapping(path: Path | None, data: Path | None) -> EventMapping | None:
     try:
         return load_mapping(path)
     except MappingError as exc:
-        _err.print(f"[red]invalid mapping:[/red] {exc}", soft_wrap=True, markup=True, highlight=False)
+        _err.print(f"[red]invalid mapping:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
         raise typer.Exit(code=2) from None
 
 
@@ -194,7 +195,7 @@ def train_command(
                 )  # fmt: skip
         except (InferenceError, ValueError) as exc:
             kind = "data" if isinstance(exc, DataError) else "train"
-            _err.print(f"[red]{kind} error:[/red] {exc}", soft_wrap=True, highlight=False)
+            _err.print(f"[red]{kind} error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
             raise typer.Exit(code=2) from exc
     metadata = result.metadata
     record: dict[str, Any] = {
@@ -237,10 +238,10 @@ def _print_sets(data: dict[str, Any]) -> None:
     Console().print(table)
     if bad["count"]:
         reasons = "; ".join(f"{reason} x{count}" for reason, count in list(bad["by_reason"].items())[:5])
-        Console().print(f"bad rows: {reasons}; first at {', '.join(bad['first'][:3])}", highlight=False)
+        Console().print(f"bad rows: {reasons}; first at {', '.join(bad['first'][:3])}", highlight=False, markup=False)
     if split.get("holdout_from"):
         Console().print(f"holdout period starts {split['holdout_from']} (evaluate --since {split['holdout_from']})",
-                        highlight=False, soft_wrap=True)  # fmt: skip
+                        highlight=False, soft_wrap=True, markup=False)  # fmt: skip
 
 
 def _minute(iso: str | None) -> str:
@@ -302,7 +303,7 @@ def evaluate_command(
                 on_progress=lambda message: progress.update(task, description=f"evaluate: {message}"),
             )  # fmt: skip
         except (InferenceError, ValueError) as exc:
-            _err.print(f"[red]evaluate failed:[/red] {exc}", soft_wrap=True, highlight=False)
+            _err.print(f"[red]evaluate failed:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
             raise typer.Exit(code=2) from exc
     result = report.to_json()
     if as_json:
@@ -331,11 +332,11 @@ def evaluate_command(
     for name, row in result["variants"].items():
         console.print(_operating_table(f"operating table: {name}", row["operating_table"]))
     unknown = [f"{field} {info['events']:,} ({info['share']:.2%})" for field, info in result["unknown_values"].items()]
-    console.print(f"events with values unknown to the model: {', '.join(unknown)}", highlight=False)
+    console.print(f"events with values unknown to the model: {', '.join(unknown)}", highlight=False, markup=False)
     if result["bad_rows"]["count"]:
-        console.print(f"bad rows skipped: {result['bad_rows']['count']:,}", highlight=False)
+        console.print(f"bad rows skipped: {result['bad_rows']['count']:,}", highlight=False, markup=False)
     for path in result["plots"]:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, markup=False)
 
 
 def _operating_table(title: str, rows: list[dict[str, Any]]) -> Table:
@@ -410,7 +411,7 @@ def thresholds_command(
                 on_progress=lambda message: progress.update(task, description=f"thresholds: {message}"),
             )  # fmt: skip
         except (InferenceError, ValueError, RuntimeError) as exc:
-            _err.print(f"[red]thresholds failed:[/red] {exc}", soft_wrap=True, highlight=False)
+            _err.print(f"[red]thresholds failed:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
             raise typer.Exit(code=2) from exc
     if as_json:
         typer.echo(json.dumps(change.to_json(), indent=2))
@@ -431,13 +432,15 @@ def thresholds_command(
         )
     console.print(table)
     for note in change.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)
     if change.written:
         console.print(
             f"wrote {change.model_dir}: version {change.old_version} -> {change.new_version}", highlight=False
         )
     elif dry_run:
-        console.print(f"dry run: would write version {change.new_version}; nothing written", highlight=False)
+        console.print(
+            f"dry run: would write version {change.new_version}; nothing written", highlight=False, markup=False
+        )
 
 
 data_app = typer.Typer(help="Example data sets for trying train/evaluate/thresholds on your own format.",
@@ -470,7 +473,7 @@ def data_example_command(
                 out, rows=rows, seed=seed, fmt=cast("ExampleFormat", fmt), fraud_rate=fraud_rate, days=days
             )
         except (InferenceError, ValueError, ImportError) as exc:
-            _err.print(f"[red]data example failed:[/red] {exc}", soft_wrap=True, highlight=False)
+            _err.print(f"[red]data example failed:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
             raise typer.Exit(code=2) from exc
     typer.echo(f"wrote {files.data} ({files.rows:,} rows, {files.fraud_rows:,} labelled fraud) and {files.mapping}")
 
@@ -506,7 +509,7 @@ def bench_engine_command(
                 on_point=lambda variant, size: progress.update(task, description=f"bench: {variant} @ {size}"),
             )  # fmt: skip
         except (InferenceError, ValueError) as exc:
-            _err.print(f"[red]bench failed:[/red] {exc}", soft_wrap=True)
+            _err.print(f"[red]bench failed:[/red] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(code=2) from exc
     print_engine_bench(report, as_json=as_json)
 

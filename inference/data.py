@@ -128,6 +128,8 @@ class RecordReader:
         suffix = self.path.suffix.lower()
         if mapping is None and suffix in (".csv", ".tsv", ".parquet", ".pq"):
             raise DataError(f"{self.path}: {suffix} files need a mapping (--mapping FILE) to become TransactionEvents")
+        #: Where labels come from, for reports: the mapping's ``[label]`` or the label field.
+        self.label_source = "mapping [label]" if mapping is not None and mapping.has_label else label_field
         if mapping is not None and labels:
             mapping = mapping.with_label(label_field)
         self.mapping = mapping

@@ -368,7 +368,7 @@ def prepare_file(
     source = {
         "file": reader.path.name,
         "format": reader.format,
-        "label_field": reader.label_field,
+        "label": reader.label_source,
         "bytes": reader.path.stat().st_size,
     }
     if reader.unmapped_columns:

@@ -200,8 +200,8 @@ def load_evaluation_data(
     if labels_array.size == 0 or labels_array.all() or not labels_array.any():
         raise DataError(f"{reader.path}: evaluation needs both fraud and legitimate events "
                         f"({labels_array.size} events, {int(labels_array.sum())} fraud)")  # fmt: skip
-    source = {"file": reader.path.name, "format": reader.format, "rows_read": total, "since": since.isoformat()
-              if since else None, "skipped_before_since": skipped}  # fmt: skip
+    source = {"file": reader.path.name, "format": reader.format, "label": reader.label_source, "rows_read": total,
+              "since": since.isoformat() if since else None, "skipped_before_since": skipped}  # fmt: skip
     return EvaluationData(
         features=collector.features[: collector.size],
         labels=labels_array,

@@ -467,7 +467,7 @@ def _rules(
             declared[key] = value
         else:
             loader.fail(f"fields.{key}", "not a TransactionEvent field")
-    missing = [target for target in _ORDER if target not in _OPTIONAL_TARGETS and target not in declared]
+    missing = [target for target in _KINDS if target not in _OPTIONAL_TARGETS and target not in declared]
     if missing:
         loader.fail(f"fields.{missing[0]}", "required: every mandatory TransactionEvent field needs a rule")
     ordered = [target for target in _ORDER if target in declared]
@@ -795,7 +795,10 @@ def _time_converter(loader: _Loader, key: str, spec: Mapping[str, Any]) -> Calla
                 try:
                     number: int | float = int(raw.strip())
                 except ValueError:
-                    number = _to_float(raw)
+                    try:
+                        number = _to_float(raw)
+                    except _Fail:
+                        raise _Fail(Problem.NOT_A_TIME, "not an epoch number") from None
             elif isinstance(raw, int | float):
                 number = raw
             else:
