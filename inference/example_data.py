@@ -12,13 +12,17 @@ encodes and measures them its own way:
   ``Y``/``N`` flags, lower-case country codes, a masked card number instead of BIN and last four;
 * its own behavioural signals: transaction counts that exclude the current one, account tenure in
   months rather than days, device age in hours, and no amount z-score at all;
+* fraud of its own that the synthetic world does not have: first-party "bust-out" fraud, where a
+  long-standing customer runs up big-ticket purchases (electronics, jewellery, gift cards,
+  department stores) in person with their own chip card, across several merchants in a day, and
+  never pays — next to legitimate big-ticket shopping that looks much the same;
 * labels from two sources: a chargeback flag (empty when never disputed; a few legitimate
   payments are disputed too, "friendly fraud") and a confirmed-fraud flag;
 * fake personal data per customer — name, street address, e-mail, phone, a national-id-like number
   (``9xx-xx-xxxx``, a range never issued as a US SSN) — which the mapping lists under ``drop``.
 
-The shipped model, trained on the synthetic world's units, reads these signals wrongly; a model
-trained on the bank's own history with fitted featurization reads them as they are.
+The shipped model never saw bust-out fraud and reads the bank's signals in the synthetic world's
+units; a model trained on the bank's own history, with featurization fitted to it, learns both.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from inference.reference import USD_PER_UNIT, ZERO_DECIMAL_CURRENCIES
 from inference.synthetic import LabelledEvent, generate
-from schemas import Channel, EntryMode
+from schemas import Channel, EntryMode, Merchant
 from schemas.mapping import CURRENCY_EXPONENTS
 
 ExampleFormat = Literal["csv", "jsonl", "parquet"]
@@ -89,6 +94,11 @@ _CITIES: Final = ("Northbridge", "Eastwick", "Port Avalon", "Millbrook", "Fairha
                   "Westerly", "Glenrock", "Ashford Vale")  # fmt: skip
 # A few legitimate payments end in a chargeback anyway ("friendly fraud"): label noise real data has.
 _FRIENDLY_FRAUD_RATE: Final = 0.0003
+# Share of in-person payments turned into the bank's own fraud (bust-out), and into legitimate
+# big-ticket shopping that resembles it. In-person payments are about 56% of the generator's traffic.
+_BUST_OUT_RATE: Final = 0.009
+_BIG_TICKET_RATE: Final = 0.012
+_BIG_TICKET_MCCS: Final = ("5732", "5944", "5947", "5311", "5999")
 
 
 @dataclass(frozen=True)
@@ -117,12 +127,55 @@ def _person(account_id: str, seed: int) -> dict[str, str]:
     }
 
 
+def _big_ticket(item: LabelledEvent, rng: random.Random, *, fraud: bool) -> LabelledEvent:
+    """An in-person chip/contactless purchase at a big-ticket merchant at home.
+
+    Bust-out fraud (``fraud=True``): high amounts, and more payments at more merchants than usual
+    that day. Legitimate big-ticket shopping: high amounts too, on an ordinary day.
+    """
+    event = item.event
+    currency = event.currency
+    mcc = rng.choice(_BIG_TICKET_MCCS)
+    usd = rng.lognormvariate(6.6, 0.45) if fraud else rng.lognormvariate(6.2, 0.6)
+    local = usd / USD_PER_UNIT.get(currency, 1.0)
+    amount = Decimal(max(1, round(local))) if currency in ZERO_DECIMAL_CURRENCIES else Decimal(f"{local:.2f}")
+    country = event.merchant.country
+    slot = rng.randrange(12)
+    merchant = Merchant(merchant_id=f"mer-{country.lower()}{mcc}-b{'abcdefghijkl'[slot]}", mcc=mcc, country=country,
+                        name=f"{CATEGORY_NAMES[mcc].split(',')[0]} {'ABCDEFGHIJKL'[slot]}")  # fmt: skip
+    features = dict(event.features)
+    if fraud:
+        extra = rng.randint(3, 9)
+        features["velocity_24h"] = features.get("velocity_24h", 2.0) + extra
+        features["velocity_1h"] = features.get("velocity_1h", 1.0) + rng.randint(0, 2)
+        features["distinct_merchants_24h"] = features.get("distinct_merchants_24h", 1.0) + rng.randint(2, extra)
+    entry = EntryMode.CHIP if rng.random() < 0.6 else EntryMode.CONTACTLESS
+    changed = event.model_copy(update={"amount": amount, "merchant": merchant, "entry_mode": entry,
+                                       "features": features})  # fmt: skip
+    return LabelledEvent(event=changed, is_fraud=fraud, pattern="bust_out" if fraud else None)
+
+
+def _bank_world(items: Iterator[LabelledEvent], seed: int) -> Iterator[LabelledEvent]:
+    """The generator's events with the bank's own fraud (and its legitimate look-alikes) mixed in."""
+    rng = random.Random(f"example-bust-out/{seed}")
+    for item in items:
+        if not item.is_fraud and item.event.channel is Channel.POS:
+            roll = rng.random()
+            if roll < _BUST_OUT_RATE:
+                item = _big_ticket(item, rng, fraud=True)
+            elif roll < _BUST_OUT_RATE + _BIG_TICKET_RATE:
+                item = _big_ticket(item, rng, fraud=False)
+        yield item
+
+
 def _count(value: float | None) -> str:
     """The bank counts earlier transactions only: the wire's velocity includes the current one."""
     return "" if value is None else str(max(0, int(value) - 1))
 
 
-def _flat(item: LabelledEvent, seed: int, rng: random.Random) -> dict[str, str]:
+def _flat(
+    item: LabelledEvent, seed: int, rng: random.Random, *, friendly_fraud: float = _FRIENDLY_FRAUD_RATE
+) -> dict[str, str]:
     event = item.event
     signals = event.features
     person = _person(event.account_id, seed)
@@ -137,7 +190,7 @@ def _flat(item: LabelledEvent, seed: int, rng: random.Random) -> dict[str, str]:
         chargeback = "Y" if not confirmed or rng.random() < 0.7 else ""
     else:
         confirmed = False
-        chargeback = "Y" if rng.random() < _FRIENDLY_FRAUD_RATE else ""
+        chargeback = "Y" if rng.random() < friendly_fraud else ""
     velocity_1h, velocity_24h = signals.get("velocity_1h"), signals.get("velocity_24h")
     distinct, failed = signals.get("distinct_merchants_24h"), signals.get("failed_auth_24h")
     return {
@@ -173,9 +226,18 @@ def _flat(item: LabelledEvent, seed: int, rng: random.Random) -> dict[str, str]:
 def example_rows(
     rows: int, *, seed: int = 0, fraud_rate: float = 0.01, days: int = EXAMPLE_DAYS
 ) -> Iterator[dict[str, str]]:
-    """``rows`` flat records of the bank's export (CSV layout: every value a string), lazily."""
+    """``rows`` flat records of the bank's export (CSV layout: every value a string), lazily.
+
+    ``fraud_rate`` is the generator's; the bank's own bust-out fraud adds about 0.5% of rows (none
+    when ``fraud_rate`` is 0).
+    """
     rng = random.Random(f"example-labels/{seed}")
-    for item in generate(rows, seed=seed, fraud_rate=fraud_rate, start=EXAMPLE_START, days=days):
+    items = generate(rows, seed=seed, fraud_rate=fraud_rate, start=EXAMPLE_START, days=days)
+    if fraud_rate == 0:  # no fraud at all: no bust-out and no friendly fraud either
+        for item in items:
+            yield _flat(item, seed, rng, friendly_fraud=0.0)
+        return
+    for item in _bank_world(items, seed):
         yield _flat(item, seed, rng)
 
 
