@@ -37,7 +37,7 @@ MappingOption = Annotated[
 ]
 LabelOption = Annotated[
     str,
-    typer.Option("--label-field", help="Label field (1/true = fraud) when the mapping declares no [label]."),
+    typer.Option("--label-field", help="Label field (1/true = fraud) when the mapping has no label section."),
 ]
 BadOption = Annotated[
     float,

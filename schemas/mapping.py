@@ -219,6 +219,11 @@ _EPOCH_DIVISOR: Final = {"epoch_seconds": 1, "epoch_millis": 1_000, "epoch_micro
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _why(exc: _Fail) -> str:
+    """A load-time reason: the problem, with its detail in brackets."""
+    return f"{exc.problem.value} ({exc.detail})" if exc.detail else exc.problem.value
+
+
 def _safe_name(name: object) -> str:
     """A source field name fit for an error message: bounded, and PAN-masked (keys are data too)."""
     return mask_pans(str(name)[:_MAX_REPORTED_NAME])
@@ -424,7 +429,7 @@ def _build(loader: _Loader) -> EventMapping:
         for path, key in used:
             if path[: len(dropped)] == dropped or dropped[: len(path)] == path:
                 loader.fail(
-                    f"drop[{index}]", f"{'.'.join(dropped)!r} is also read by {key}; a field is read or dropped"
+                    f"drop[{index}]", f"{'.'.join(dropped)!r} is also read by {key}; a field is either read or dropped"
                 )
     tree = _accounted_tree([path for path, _ in used] + drop)
     return EventMapping(
@@ -511,8 +516,7 @@ def _rule(
         try:
             return constant_check(value)
         except _Fail as exc:
-            detail = f" ({exc.detail})" if exc.detail else ""
-            loader.fail(f"{key}.{what}", f"not a valid value for {target}: {exc.problem.value}{detail}")
+            loader.fail(f"{key}.{what}", f"not a valid value for {target}: {_why(exc)}")
 
     path: tuple[str, ...] | None = None
     path_text = "<constant>"
@@ -632,14 +636,12 @@ def _string_steps(
             try:
                 mapped[source] = check(value) if not templated else value
             except _Fail as exc:
-                loader.fail(
-                    f"{key}.map.{source}", f"maps to an invalid value: {exc.problem.value} {exc.detail}".rstrip()
-                )
+                loader.fail(f"{key}.map.{source}", f"maps to an invalid value: {_why(exc)}")
         if fallback is not _ABSENT:
             try:
                 fallback = check(fallback) if not templated else fallback
             except _Fail as exc:
-                loader.fail(f"{key}.fallback", f"not a valid value: {exc.problem.value} {exc.detail}".rstrip())
+                loader.fail(f"{key}.fallback", f"not a valid value: {_why(exc)}")
 
     if finish is _text_finish and table is None and not templated and cut is None and width is None:
         # The common case (a column copied as it is, perhaps upper-cased): no generic pipeline.
