@@ -336,6 +336,7 @@ def prepare_file(
     summaries = summarize_sets(times, marks, sets)
     _check_sets(summaries)
     spec, tokenizer, featurizer = _fit(statistics, sets, min_count=min_count, fit_edges=fit_edges)
+    first_pass_bytes = statistics.nbytes + times.nbytes + marks.nbytes + hashes.nbytes + sets.nbytes
     del statistics, times, hashes  # the second pass needs only each row's set and label
 
     dtype = _token_dtype(len(tokenizer.get_vocab()))
@@ -370,6 +371,9 @@ def prepare_file(
         "format": reader.format,
         "label": reader.label_source,
         "bytes": reader.path.stat().st_size,
+        # What the bounded passes held in numpy arrays (the process adds the libraries' fixed cost).
+        "first_pass_array_bytes": int(first_pass_bytes),
+        "token_array_bytes": int(sum(array.nbytes for array in inputs.values())),
     }
     if reader.unmapped_columns:
         source["unmapped_columns"] = list(reader.unmapped_columns)

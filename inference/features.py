@@ -248,6 +248,11 @@ class FeatureStatistics:
     def usd_per_unit(self) -> Mapping[str, float]:
         return self._rates
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the columns (their allocated capacity)."""
+        return int(self._numeric.nbytes + self._codes.nbytes)
+
     def _grow(self, needed: int) -> None:
         capacity = len(self._numeric)
         if needed <= capacity:
