@@ -19,6 +19,7 @@ logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 if TYPE_CHECKING:
     from inference.bench import EngineBenchReport, print_engine_bench, run_engine_bench
     from inference.checkpoint import DecisionThresholds, RiskMetadata, load_checkpoint
+    from inference.data import BadRows, DataError, RecordReader, read_labelled
     from inference.errors import (
         CheckpointError,
         DeviceError,
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from inference.memory import MemoryProbe, MemorySample, recommended_max_batch
     from inference.scorer import BatchScores, BucketWarmup, FaultInjection, ModelInfo, Scorer, WarmupReport
     from inference.synthetic import LabelledEvent, generate, read_jsonl, write_jsonl
-    from inference.train import TrainResult, train
+    from inference.thresholds import ThresholdTargets, set_thresholds
+    from inference.train import TrainResult, train, train_on_data
 
 _EXPORTS = {
     "EngineBenchReport": "inference.bench",
@@ -41,6 +43,10 @@ _EXPORTS = {
     "DecisionThresholds": "inference.checkpoint",
     "RiskMetadata": "inference.checkpoint",
     "load_checkpoint": "inference.checkpoint",
+    "BadRows": "inference.data",
+    "DataError": "inference.data",
+    "RecordReader": "inference.data",
+    "read_labelled": "inference.data",
     "CheckpointError": "inference.errors",
     "DeviceError": "inference.errors",
     "FeaturizeError": "inference.errors",
@@ -63,14 +69,19 @@ _EXPORTS = {
     "generate": "inference.synthetic",
     "read_jsonl": "inference.synthetic",
     "write_jsonl": "inference.synthetic",
+    "ThresholdTargets": "inference.thresholds",
+    "set_thresholds": "inference.thresholds",
     "TrainResult": "inference.train",
     "train": "inference.train",
+    "train_on_data": "inference.train",
 }
 
 __all__ = [
+    "BadRows",
     "BatchScores",
     "BucketWarmup",
     "CheckpointError",
+    "DataError",
     "DecisionThresholds",
     "DeviceError",
     "EngineBenchReport",
@@ -84,9 +95,11 @@ __all__ = [
     "MemorySample",
     "ModelInfo",
     "QuantizationError",
+    "RecordReader",
     "RiskMetadata",
     "Scorer",
     "ScoringError",
+    "ThresholdTargets",
     "TrainResult",
     "WarmupReport",
     "evaluate",
@@ -94,9 +107,12 @@ __all__ = [
     "load_checkpoint",
     "print_engine_bench",
     "read_jsonl",
+    "read_labelled",
     "recommended_max_batch",
     "run_engine_bench",
+    "set_thresholds",
     "train",
+    "train_on_data",
     "write_jsonl",
 ]
 

@@ -78,9 +78,11 @@ class RiskMetadata:
     default_quantization: Mapping[str, str] = field(default_factory=lambda: {"cpu": "int8", "cuda": "bf16"})
     weights_sha256: str | None = None
     training: Mapping[str, Any] = field(default_factory=dict)
+    #: How the thresholds were last set by policy (``riskstream thresholds``) and what they replaced.
+    threshold_policy: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "format": METADATA_FORMAT,
             "format_version": METADATA_FORMAT_VERSION,
             "name": self.name,
@@ -92,6 +94,9 @@ class RiskMetadata:
             "feature_spec": self.feature_spec.to_json(),
             "training": dict(self.training),
         }
+        if self.threshold_policy:
+            data["threshold_policy"] = dict(self.threshold_policy)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RiskMetadata:
@@ -111,6 +116,7 @@ class RiskMetadata:
             weights_sha256=data.get("weights_sha256"),
             feature_spec=FeatureSpec.from_json(data["feature_spec"]),
             training=dict(data.get("training", {})),
+            threshold_policy=dict(data.get("threshold_policy", {})),
         )
 
 
@@ -205,9 +211,25 @@ def save_checkpoint(
             default_quantization=metadata.default_quantization,
             weights_sha256=digest,
             training=metadata.training,
+            threshold_policy=metadata.threshold_policy,
         )
         (staging / METADATA_FILE).write_text(json.dumps(written.to_json(), indent=2) + "\n", encoding="utf-8")
     return written
+
+
+def write_metadata(model_dir: Path, metadata: RiskMetadata) -> None:
+    """Replace only ``riskstream.json`` of an existing checkpoint, atomically (a reader sees the old
+    file or the new one, never a mix). The weights and their recorded SHA-256 must not change."""
+    model_dir = Path(model_dir)
+    current = read_metadata(model_dir)
+    if metadata.weights_sha256 != current.weights_sha256:
+        raise CheckpointError(f"{model_dir}: new metadata must keep the weights' SHA-256")
+    staging = model_dir / f".{METADATA_FILE}.{uuid.uuid4().hex[:8]}"
+    try:
+        staging.write_text(json.dumps(metadata.to_json(), indent=2) + "\n", encoding="utf-8")
+        os.replace(staging, model_dir / METADATA_FILE)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> Any:

@@ -21,7 +21,14 @@ pos   field      value
 ====  =========  ==========================================================================
 
 Every field has its own unknown token (``mcc:?``) for values outside its vocabulary and, for
-upstream features, a missing token (``v1h:na``). Sixteen tokens keep CPU inference cheap: cost grows
+upstream features, a missing token (``v1h:na``).
+
+Two ways to build a spec: :func:`build_feature_spec` (the synthetic recipe: learned vocabularies,
+bucket edges fixed by hand for the synthetic world's units) and :func:`fit_feature_spec` (a bank's
+own data: vocabularies *and* every bucket edge fitted on the training rows, from quantiles — a
+bank's velocity counts, tenure units or amount scale need no hand tuning). Both produce the same
+format (version 1 stores each field's edges and values); a fitted spec also carries a ``fit``
+record of how it was fitted, which older readers ignore. Sixteen tokens keep CPU inference cheap: cost grows
 with sequence length, and one token per field is the least a transformer can be given.
 
 Two equivalent paths produce the token ids: the real ``tokenizers`` WordLevel tokenizer over the
@@ -37,7 +44,7 @@ import math
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -134,6 +141,8 @@ class FeatureSpec:
     fields: tuple[FieldSpec, ...]
     usd_per_unit: Mapping[str, float] = field(default_factory=lambda: dict(USD_PER_UNIT))
     version: int = FEATURE_SPEC_VERSION
+    #: How the edges and vocabularies were fitted (:func:`fit_feature_spec`); None for hand-set edges.
+    fit: Mapping[str, Any] | None = None
 
     @property
     def sequence_length(self) -> int:
@@ -147,14 +156,24 @@ class FeatureSpec:
             tokens.extend(spec.tokens())
         return {token: index for index, token in enumerate(tokens)}
 
+    def field_spec(self, name: str) -> FieldSpec:
+        """The field called ``name``; ``KeyError`` if the spec has none."""
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "version": self.version,
             "usd_per_unit": dict(self.usd_per_unit),
             "fields": [
                 {"name": f.name, "kind": f.kind, "edges": list(f.edges), "values": list(f.values)} for f in self.fields
             ],
         }
+        if self.fit is not None:
+            data["fit"] = dict(self.fit)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FeatureSpec:
@@ -174,7 +193,8 @@ class FeatureSpec:
         if tuple(spec.name for spec in fields) != expected:
             raise ValueError(f"feature spec fields must be {list(expected)}")
         rates = {str(code): float(rate) for code, rate in data.get("usd_per_unit", {}).items()}
-        return cls(fields=fields, usd_per_unit=rates)
+        fit = data.get("fit")
+        return cls(fields=fields, usd_per_unit=rates, fit=dict(fit) if isinstance(fit, Mapping) else None)
 
 
 def default_fields(learned: Mapping[str, Sequence[str]]) -> tuple[FieldSpec, ...]:
@@ -211,6 +231,198 @@ def build_feature_spec(events: Iterable[TransactionEvent], *, min_count: int = 5
         for name, counter in counters.items()
     }
     return FeatureSpec(fields=default_fields(learned))
+
+
+#: Bucket fields fitted from data, and the upstream feature each reads (``amt`` reads the amount).
+FITTED_BUCKETS: Final = (("amt", None), *((name, source) for source, name, _ in _UPSTREAM), ("dev", "device_age_days"))
+# Quantile levels for bucket edges: equal-frequency levels plus both tails, where fraud lives (card
+# testing in the smallest amounts, bursts in the top percentile of velocity) and where
+# equal-frequency buckets over mostly legitimate traffic would put a single bucket.
+_TAIL_LEVELS: Final = (0.001, 0.005, 0.01, 0.02, 0.98, 0.99, 0.995, 0.999)
+DEFAULT_MIN_COUNT: Final = 5
+DEFAULT_AMOUNT_BUCKETS: Final = 24
+DEFAULT_FEATURE_BUCKETS: Final = 12
+
+
+class FeatureStatistics:
+    """The per-row values that fitting a spec needs, as numpy columns (no Python object per row).
+
+    Rows are appended chunk by chunk (:meth:`add`), so a training file of any size is summarised in
+    61 bytes per row: the USD amount and seven upstream features as float32 (NaN when absent; the
+    device age only for events with a device, as the featurizer reads it), and the three learned
+    categorical fields as indices into per-field value tables.
+    """
+
+    NUMERIC: Final = tuple(name for name, _ in FITTED_BUCKETS)
+
+    def __init__(self, *, usd_per_unit: Mapping[str, float] = USD_PER_UNIT, capacity: int = 1024) -> None:
+        self._rates = dict(usd_per_unit)
+        self._size = 0
+        self._numeric = np.empty((max(1, capacity), len(self.NUMERIC)), dtype=np.float32)
+        self._codes = np.empty((max(1, capacity), len(LEARNED_FIELDS)), dtype=np.int32)
+        self._tables: tuple[dict[str, int], ...] = tuple({} for _ in LEARNED_FIELDS)
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def usd_per_unit(self) -> Mapping[str, float]:
+        return self._rates
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the columns (their allocated capacity)."""
+        return int(self._numeric.nbytes + self._codes.nbytes)
+
+    def _grow(self, needed: int) -> None:
+        capacity = len(self._numeric)
+        if needed <= capacity:
+            return
+        capacity = max(needed, capacity * 2)
+        numeric = np.empty((capacity, len(self.NUMERIC)), dtype=np.float32)
+        codes = np.empty((capacity, len(LEARNED_FIELDS)), dtype=np.int32)
+        numeric[: self._size] = self._numeric[: self._size]
+        codes[: self._size] = self._codes[: self._size]
+        self._numeric, self._codes = numeric, codes
+
+    def add(self, events: Sequence[TransactionEvent]) -> None:
+        """Append one row per event. Raises ``FeaturizeError`` (and adds nothing) for a non-finite amount."""
+        count = len(events)
+        self._grow(self._size + count)
+        numeric = np.full((count, len(self.NUMERIC)), np.nan, dtype=np.float64)
+        codes = np.empty((count, len(LEARNED_FIELDS)), dtype=np.int32)
+        sources = [source for source, _, _ in _UPSTREAM]
+        mcc, mctry, ipctry = self._tables
+        for row, event in enumerate(events):
+            amount = float(event.amount) * self._rates.get(event.currency, 1.0)
+            if not math.isfinite(amount):
+                raise FeaturizeError("cannot featurize event: amount is not finite")
+            values = numeric[row]
+            values[0] = amount
+            upstream = event.features
+            for column, source in enumerate(sources, start=1):
+                value = upstream.get(source)
+                if value is not None:
+                    values[column] = value
+            if event.device_id is not None:
+                age = upstream.get("device_age_days")
+                if age is not None:
+                    values[-1] = age
+            codes[row, 0] = mcc.setdefault(event.merchant.mcc, len(mcc))
+            codes[row, 1] = mctry.setdefault(event.merchant.country, len(mctry))
+            codes[row, 2] = ipctry.setdefault(event.ip_country or "none", len(ipctry))
+        self._numeric[self._size : self._size + count] = numeric
+        self._codes[self._size : self._size + count] = codes
+        self._size += count
+
+    @classmethod
+    def from_events(cls, events: Iterable[TransactionEvent], **options: Any) -> FeatureStatistics:
+        """Statistics of events held in memory (tests, small data)."""
+        items = list(events)
+        statistics = cls(capacity=len(items), **options)
+        statistics.add(items)
+        return statistics
+
+    def numeric(self, name: str) -> npt.NDArray[np.float32]:
+        """The column of numeric field ``name`` (a view; NaN = absent)."""
+        return self._numeric[: self._size, self.NUMERIC.index(name)]
+
+    def categories(self, name: str) -> tuple[npt.NDArray[np.int32], tuple[str, ...]]:
+        """(index per row, value of each index) for learned field ``name``."""
+        position = LEARNED_FIELDS.index(name)
+        table = self._tables[position]
+        values = tuple(sorted(table, key=table.__getitem__))
+        return self._codes[: self._size, position], values
+
+
+def fitted_edges(values: npt.NDArray[np.floating], *, buckets: int, min_count: int) -> tuple[float, ...]:
+    """Bucket edges for ``values`` (NaN ignored): quantiles, tails included, no bucket under ``min_count``.
+
+    A value ``v`` falls in bucket ``bisect_right(edges, v)``. Edges are values taken from the data
+    (quantiles by the ``lower`` method), so a discrete signal (counts, flags) gets one bucket per
+    frequent value and a continuous one equal-frequency buckets, with extra resolution in the
+    outer 2% on both sides. Buckets holding fewer than ``min_count`` values are merged into their
+    smaller neighbour.
+    """
+    present = np.sort(values[np.isfinite(values)])
+    if present.size == 0:
+        return ()
+    levels = sorted({*(k / buckets for k in range(1, buckets)), *_TAIL_LEVELS})
+    candidates = np.unique(np.quantile(present, levels, method="lower"))
+    # The shortest decimal that is the same float32 (1.0476, not 1.0476000308990479): the edge the
+    # data meant, so a value written as 1.0476 falls on the edge's upper side as intended.
+    edges = [float(str(np.float32(edge))) for edge in candidates if edge > present[0]]
+    counts = np.diff(np.searchsorted(present, [-np.inf, *edges, np.inf], side="left")).tolist()
+    while edges and min(counts) < min_count:
+        smallest = int(np.argmin(counts))
+        if smallest == 0:
+            neighbour = 1
+        elif smallest == len(counts) - 1:
+            neighbour = smallest - 1
+        else:
+            neighbour = smallest - 1 if counts[smallest - 1] <= counts[smallest + 1] else smallest + 1
+        low = min(smallest, neighbour)
+        counts[low : low + 2] = [counts[low] + counts[low + 1]]
+        del edges[low]
+    return tuple(edges)
+
+
+def fit_feature_spec(
+    statistics: FeatureStatistics,
+    rows: npt.NDArray[np.bool_] | None = None,
+    *,
+    min_count: int = DEFAULT_MIN_COUNT,
+    amount_buckets: int = DEFAULT_AMOUNT_BUCKETS,
+    feature_buckets: int = DEFAULT_FEATURE_BUCKETS,
+    fit_edges: bool = True,
+) -> FeatureSpec:
+    """A spec fitted on the rows of ``statistics`` selected by the mask ``rows`` (default: all).
+
+    Vocabularies hold the values seen at least ``min_count`` times (absence of an IP country is
+    always a value); every bucket field's edges come from :func:`fitted_edges` (``amount_buckets``
+    equal-frequency levels for the amount, ``feature_buckets`` for the upstream features and device
+    age). Nothing depends on the synthetic world's units: a bank's signals are bucketed as they are.
+    ``fit_edges=False`` keeps the hand-set edges of :func:`build_feature_spec` (the same spec it
+    builds from the same rows): the comparison that shows what fitting the edges is worth.
+    """
+    if min_count < 1:
+        raise ValueError("min_count must be >= 1")
+    if amount_buckets < 2 or feature_buckets < 2:
+        raise ValueError("bucket counts must be >= 2")
+    selected = np.ones(len(statistics), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
+    if selected.shape != (len(statistics),):
+        raise ValueError("rows must be a mask with one entry per statistics row")
+    learned: dict[str, list[str]] = {}
+    for name in LEARNED_FIELDS:
+        codes, values = statistics.categories(name)
+        counts = np.bincount(codes[selected], minlength=len(values))
+        learned[name] = sorted(
+            value for value, count in zip(values, counts.tolist(), strict=True) if count >= min_count
+        )
+    if "none" not in learned["ipctry"]:
+        learned["ipctry"] = sorted([*learned["ipctry"], "none"])  # absence is a value of its own, always known
+    if not fit_edges:
+        return FeatureSpec(fields=default_fields(learned), usd_per_unit=dict(statistics.usd_per_unit))
+    edges = {
+        name: fitted_edges(
+            statistics.numeric(name)[selected],
+            buckets=amount_buckets if name == "amt" else feature_buckets,
+            min_count=min_count,
+        )
+        for name in FeatureStatistics.NUMERIC
+    }
+    fields = tuple(
+        replace(spec, edges=edges[spec.name]) if spec.name in edges else spec for spec in default_fields(learned)
+    )
+    fit = {
+        "method": "quantiles",
+        "rows": int(selected.sum()),
+        "min_count": min_count,
+        "amount_buckets": amount_buckets,
+        "feature_buckets": feature_buckets,
+        "tail_levels": list(_TAIL_LEVELS),
+    }
+    return FeatureSpec(fields=fields, usd_per_unit=dict(statistics.usd_per_unit), fit=fit)
 
 
 def build_tokenizer(spec: FeatureSpec) -> Tokenizer:

@@ -14,6 +14,12 @@ Recipe (what ``riskstream train`` does):
 4. Choose the review/decline thresholds on the holdout; save config, safetensors weights,
    ``tokenizer.json`` and ``riskstream.json``.
 
+On a bank's own labelled history (``riskstream train --data``, :func:`train_on_data`) steps 1-2 are
+:func:`inference.dataset.prepare_file` instead: a time (and/or account) split, validation = the
+latest 10% of the training period, featurization fitted on the training rows, two bounded passes
+over the file; no oversampling (the class weight covers the imbalance). Early stopping and the
+initial thresholds use the validation set; the holdout is scored once, at the end.
+
 Determinism: the same seed, preset, event count, library versions and thread count give the same
 weights (deterministic algorithms are enforced while training; floating-point reductions on CPU
 depend on the thread count, which is therefore recorded in the training record).
@@ -36,14 +42,25 @@ import numpy.typing as npt
 import torch
 import transformers
 from torch import nn
+from transformers import PreTrainedModel
 
 from inference.checkpoint import DecisionThresholds, RiskMetadata, save_checkpoint
 from inference.cpu import default_threads
-from inference.features import PAD_TOKEN, Featurizer, build_feature_spec, build_tokenizer
-from inference.metrics import average_precision, choose_thresholds, roc_auc
-from inference.model import POSITIVE_LABEL, build_config, build_model, get_preset
+from inference.data import DEFAULT_LABEL_FIELD, RecordReader
+from inference.dataset import (
+    DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_MAX_BAD_FRACTION,
+    DEFAULT_VALIDATION_FRACTION,
+    PreparedData,
+    SplitMode,
+    prepare_file,
+)
+from inference.features import DEFAULT_MIN_COUNT, PAD_TOKEN, Featurizer, build_feature_spec, build_tokenizer
+from inference.metrics import average_precision, choose_thresholds, operating_point, roc_auc
+from inference.model import POSITIVE_LABEL, Preset, build_config, build_model, get_preset
 from inference.quantize import DEFAULT_QUANTIZATION
 from inference.synthetic import generate
+from schemas.mapping import EventMapping
 
 HOLDOUT_FRAUD_RATE = 0.01
 # An epoch must improve holdout AUC by this much to count: smaller gains are within the noise of a
@@ -54,7 +71,10 @@ EVAL_BATCH = 1024
 
 @dataclass(frozen=True)
 class TrainProgress:
-    """A progress report: ``phase`` is "data", "train" or "evaluate"."""
+    """A progress report: ``phase`` is "data", "read", "featurize", "train" or "evaluate".
+
+    For "read" and "featurize" (the passes over a data file) ``step``/``steps`` count rows.
+    """
 
     phase: str
     epoch: int
@@ -63,6 +83,8 @@ class TrainProgress:
     steps: int
     loss: float | None = None
     holdout_auc: float | None = None
+    #: Which set ``holdout_auc`` was measured on: "holdout" (synthetic) or "validation" (own data).
+    evaluated_on: str = "holdout"
 
 
 @dataclass(frozen=True)
@@ -94,13 +116,15 @@ def _training_mode(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous_threads)
 
 
-def predict_scores(model: nn.Module, inputs: npt.NDArray[np.int64], positive_index: int = 1) -> npt.NDArray[np.float32]:
-    """Fraud probabilities of ``inputs`` (n, seq) with a plain fp32 model, in batches."""
+def predict_scores(
+    model: nn.Module, inputs: npt.NDArray[np.integer], positive_index: int = 1
+) -> npt.NDArray[np.float32]:
+    """Fraud probabilities of token ids ``inputs`` (n, seq; any integer dtype) with a plain fp32 model."""
     model.eval()
     scores = np.empty(len(inputs), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(inputs), EVAL_BATCH):
-            batch = torch.from_numpy(inputs[start : start + EVAL_BATCH])
+            batch = torch.from_numpy(inputs[start : start + EVAL_BATCH].astype(np.int64, copy=False))
             logits = model(input_ids=batch).logits.float()
             scores[start : start + len(batch)] = torch.softmax(logits, dim=-1)[:, positive_index].numpy()
     return scores
@@ -116,6 +140,94 @@ def _lr_lambda(total_steps: int) -> Callable[[int], float]:
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+@dataclass(frozen=True)
+class _FittedModel:
+    model: PreTrainedModel
+    history: list[dict[str, float]]
+    best_epoch: int
+    fraud_weight: float
+
+
+def _fit_classifier(
+    recipe: Preset,
+    x_train: npt.NDArray[np.integer],
+    y_train: npt.NDArray[np.int64],
+    x_eval: npt.NDArray[np.integer],
+    y_eval: npt.NDArray[np.int64],
+    vocabulary: dict[str, int],
+    sequence_length: int,
+    *,
+    epochs: int,
+    seed: int,
+    report: Callable[[TrainProgress], None],
+    evaluated_on: str = "holdout",
+) -> _FittedModel:
+    """Train a fresh model of ``recipe`` (initialised from the global torch seed), early-stopping on
+    the AUC of ``x_eval``; returns it with the best epoch's weights, in eval mode."""
+    config = build_config(
+        recipe, vocab_size=len(vocabulary), sequence_length=sequence_length, pad_token_id=vocabulary[PAD_TOKEN]
+    )
+    model = build_model(config)
+    model.train()
+    positives = float(y_train.sum())
+    fraud_weight = math.sqrt((len(y_train) - positives) / positives)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, fraud_weight]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    steps_per_epoch = math.ceil(len(x_train) / recipe.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps_per_epoch * epochs))
+    shuffler = np.random.default_rng(seed)
+    inputs = torch.from_numpy(x_train)  # token ids as stored (int16 for own data): widened per batch
+    targets = torch.from_numpy(y_train)
+    metric = f"{evaluated_on}_auc"
+
+    best_auc = -1.0
+    best_epoch = 0
+    best_state: dict[str, torch.Tensor] = {}
+    history: list[dict[str, float]] = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.from_numpy(shuffler.permutation(len(x_train)))
+        running = 0.0
+        for step in range(steps_per_epoch):
+            index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
+            logits = model(input_ids=inputs[index].long()).logits
+            loss = loss_fn(logits, targets[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            running += loss.detach().item()
+            if step % 20 == 0 or step == steps_per_epoch - 1:
+                report(
+                    TrainProgress(
+                        "train",
+                        epoch,
+                        epochs,
+                        step + 1,
+                        steps_per_epoch,
+                        loss=running / (step + 1),
+                        evaluated_on=evaluated_on,
+                    )
+                )
+        report(TrainProgress("evaluate", epoch, epochs, steps_per_epoch, steps_per_epoch, evaluated_on=evaluated_on))
+        auc = roc_auc(y_eval, predict_scores(model, x_eval))
+        history.append({"epoch": epoch, "loss": running / steps_per_epoch, metric: auc})
+        report(
+            TrainProgress(
+                "evaluate", epoch, epochs, steps_per_epoch, steps_per_epoch, holdout_auc=auc, evaluated_on=evaluated_on
+            )
+        )
+        if auc > best_auc + MIN_AUC_IMPROVEMENT or epoch == 1:
+            best_auc, best_epoch = auc, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= recipe.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return _FittedModel(model=model, history=history, best_epoch=best_epoch, fraud_weight=fraud_weight)
 
 
 def train(
@@ -160,52 +272,19 @@ def train(
         if y_train.sum() == 0 or y_holdout.sum() == 0:
             raise ValueError("too few events: the training or holdout set has no fraud; use more events")
 
-        config = build_config(
-            recipe, vocab_size=len(vocabulary), sequence_length=spec.sequence_length, pad_token_id=vocabulary[PAD_TOKEN]
+        fitted = _fit_classifier(
+            recipe,
+            x_train,
+            y_train,
+            x_holdout,
+            y_holdout,
+            vocabulary,
+            spec.sequence_length,
+            epochs=epochs,
+            seed=seed,
+            report=report,
         )
-        model = build_model(config)
-        model.train()
-        positives = float(y_train.sum())
-        fraud_weight = math.sqrt((len(y_train) - positives) / positives)
-        loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, fraud_weight]))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-        steps_per_epoch = math.ceil(len(x_train) / recipe.batch_size)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps_per_epoch * epochs))
-        shuffler = np.random.default_rng(seed)
-        inputs = torch.from_numpy(x_train)
-        targets = torch.from_numpy(y_train)
-
-        best_auc = -1.0
-        best_epoch = 0
-        best_state: dict[str, torch.Tensor] = {}
-        history: list[dict[str, float]] = []
-        for epoch in range(1, epochs + 1):
-            model.train()
-            order = torch.from_numpy(shuffler.permutation(len(x_train)))
-            running = 0.0
-            for step in range(steps_per_epoch):
-                index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-                logits = model(input_ids=inputs[index]).logits
-                loss = loss_fn(logits, targets[index])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                running += loss.detach().item()
-                if step % 20 == 0 or step == steps_per_epoch - 1:
-                    report(TrainProgress("train", epoch, epochs, step + 1, steps_per_epoch, loss=running / (step + 1)))
-            report(TrainProgress("evaluate", epoch, epochs, steps_per_epoch, steps_per_epoch))
-            auc = roc_auc(y_holdout, predict_scores(model, x_holdout))
-            history.append({"epoch": epoch, "loss": running / steps_per_epoch, "holdout_auc": auc})
-            report(TrainProgress("evaluate", epoch, epochs, steps_per_epoch, steps_per_epoch, holdout_auc=auc))
-            if auc > best_auc + MIN_AUC_IMPROVEMENT or epoch == 1:
-                best_auc, best_epoch = auc, epoch
-                best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= recipe.patience:
-                break
-        model.load_state_dict(best_state)
-        model.eval()
+        model = fitted.model
         holdout_scores = predict_scores(model, x_holdout)
 
     auc = roc_auc(y_holdout, holdout_scores)
@@ -217,16 +296,16 @@ def train(
         "seed": seed,
         "train_events": train_count,
         "train_fraud_rate": recipe.train_fraud_rate,
-        "train_fraud_events": int(positives),
-        "fraud_class_weight": fraud_weight,
+        "train_fraud_events": int(y_train.sum()),
+        "fraud_class_weight": fitted.fraud_weight,
         "holdout_events": holdout_count,
         "holdout_fraud_rate": HOLDOUT_FRAUD_RATE,
         "holdout_fraud_events": int(y_holdout.sum()),
         "holdout_auc": auc,
         "holdout_ap": ap,
-        "epochs_run": len(history),
-        "best_epoch": best_epoch,
-        "history": history,
+        "epochs_run": len(fitted.history),
+        "best_epoch": fitted.best_epoch,
+        "history": fitted.history,
         "thresholds": {
             "review_rate": choice.review_rate,
             "review_recall": choice.review_recall,
@@ -251,3 +330,146 @@ def train(
     )
     written = save_checkpoint(out_dir, model, tokenizer, metadata)
     return TrainResult(out_dir=Path(out_dir), metadata=written, seconds=seconds)
+
+
+def train_prepared(
+    out_dir: Path,
+    prepared: PreparedData,
+    *,
+    preset: str = "default",
+    seed: int = 0,
+    threads: int | None = None,
+    max_epochs: int | None = None,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+) -> TrainResult:
+    """Train on prepared own data (:func:`inference.dataset.prepare_file` or ``prepare_events``).
+
+    Early stopping and the review/decline thresholds use the validation set; the holdout is
+    scored once with the final weights and recorded (``holdout_auc``, ``holdout_ap`` and what the
+    thresholds do there).
+    """
+    recipe = get_preset(preset)
+    threads = threads if threads is not None else default_threads()
+    epochs = max_epochs if max_epochs is not None else recipe.max_epochs
+    report = on_progress or (lambda progress: None)
+    started = time.perf_counter()
+    vocabulary = prepared.tokenizer.get_vocab()
+    x_train, y_train = prepared.inputs["train"], prepared.labels["train"]
+    x_validation, y_validation = prepared.inputs["validation"], prepared.labels["validation"]
+    x_holdout, y_holdout = prepared.inputs["holdout"], prepared.labels["holdout"]
+    with _training_mode(threads):
+        torch.manual_seed(seed)
+        fitted = _fit_classifier(
+            recipe,
+            x_train,
+            y_train,
+            x_validation,
+            y_validation,
+            vocabulary,
+            prepared.spec.sequence_length,
+            epochs=epochs,
+            seed=seed,
+            report=report,
+            evaluated_on="validation",
+        )
+        model = fitted.model
+        validation_scores = predict_scores(model, x_validation)
+        holdout_scores = predict_scores(model, x_holdout)
+    choice = choose_thresholds(y_validation, validation_scores)
+    thresholds = DecisionThresholds(review=choice.review, decline=choice.decline)
+    on_holdout = {
+        name: operating_point(y_holdout, holdout_scores, threshold, name=name).to_json()
+        for name, threshold in (("review", thresholds.review), ("decline", thresholds.decline))
+    }
+    seconds = time.perf_counter() - started
+    training: dict[str, Any] = {
+        "preset": recipe.to_json(),
+        "seed": seed,
+        "data": prepared.describe(),
+        "train_events": len(y_train),
+        "train_fraud_events": int(y_train.sum()),
+        "fraud_class_weight": fitted.fraud_weight,
+        "validation_events": len(y_validation),
+        "validation_fraud_events": int(y_validation.sum()),
+        "validation_auc": roc_auc(y_validation, validation_scores),
+        "holdout_events": len(y_holdout),
+        "holdout_fraud_events": int(y_holdout.sum()),
+        "holdout_fraud_rate": float(y_holdout.mean()),
+        "holdout_auc": roc_auc(y_holdout, holdout_scores),
+        "holdout_ap": average_precision(y_holdout, holdout_scores),
+        "epochs_run": len(fitted.history),
+        "best_epoch": fitted.best_epoch,
+        "history": fitted.history,
+        "thresholds": {
+            "chosen_on": "validation",
+            "review_rate": choice.review_rate,
+            "review_recall": choice.review_recall,
+            "decline_rate": choice.decline_rate,
+            "decline_precision": choice.decline_precision,
+            "on_holdout": on_holdout,
+        },
+        "threads": threads,
+        "seconds": seconds,
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    metadata = RiskMetadata(
+        name=f"riskstream-deepseek-v3-{recipe.name}",
+        version="",
+        feature_spec=prepared.spec,
+        thresholds=thresholds,
+        positive_label=POSITIVE_LABEL,
+        default_quantization=DEFAULT_QUANTIZATION,
+        training=training,
+    )
+    written = save_checkpoint(out_dir, model, prepared.tokenizer, metadata)
+    return TrainResult(out_dir=Path(out_dir), metadata=written, seconds=seconds)
+
+
+def train_on_data(
+    out_dir: Path,
+    data: Path,
+    *,
+    mapping: EventMapping | None = None,
+    label_field: str = DEFAULT_LABEL_FIELD,
+    split: SplitMode = "time",
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    min_count: int = DEFAULT_MIN_COUNT,
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+    preset: str = "default",
+    seed: int = 0,
+    threads: int | None = None,
+    max_epochs: int | None = None,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+) -> TrainResult:
+    """Train on a labelled file (what ``riskstream train --data`` runs); see :mod:`inference.dataset`.
+
+    Raises :class:`~inference.data.DataError` for a file that cannot be used (bad rows over
+    ``max_bad_fraction``, a set without fraud, a header the mapping does not fit).
+    """
+    get_preset(preset)  # an unknown preset fails before the file is read
+    report = on_progress or (lambda progress: None)
+    epochs = max_epochs if max_epochs is not None else get_preset(preset).max_epochs
+    started = time.perf_counter()
+
+    def data_progress(phase: str, done: int, total: int) -> None:
+        report(TrainProgress(phase, 0, epochs, done, total))
+
+    reader = RecordReader(Path(data), mapping=mapping, label_field=label_field)
+    prepared = prepare_file(
+        reader,
+        split=split,
+        holdout_fraction=holdout_fraction,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        min_count=min_count,
+        max_bad_fraction=max_bad_fraction,
+        on_progress=data_progress,
+    )
+    prepared.source["seconds_to_prepare"] = round(time.perf_counter() - started, 1)
+    return train_prepared(
+        out_dir, prepared, preset=preset, seed=seed, threads=threads, max_epochs=max_epochs, on_progress=on_progress
+    )

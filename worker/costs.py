@@ -39,9 +39,19 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 STAGES = (
-    "poll", "decode", "pan_scan", "featurize", "batching", "inference", "encode", "produce", "acks", "commit",
-    "consumer_io", "producer_io",
-)  # fmt: skip
+    "poll",
+    "decode",
+    "pan_scan",
+    "featurize",
+    "batching",
+    "inference",
+    "encode",
+    "produce",
+    "acks",
+    "commit",
+    "consumer_io",
+    "producer_io",
+)
 _IO_THREADS = {"consumer_io": ("kafka-io-",), "producer_io": ("kafka-python-producer-",)}
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 

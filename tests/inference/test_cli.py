@@ -128,3 +128,170 @@ def test_train_rejects_an_unknown_preset(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--preset", "huge"])
     assert result.exit_code != 0
     assert "unknown preset" in result.output
+
+
+# --- own data -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["thresholds"], ["data", "example"]])
+def test_help_of_the_own_data_commands(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--out" in result.output
+
+
+@pytest.fixture(scope="module")
+def foreign_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("foreign")
+    result = runner.invoke(
+        app, ["data", "example", "--out", str(out), "--rows", "3000", "--seed", "5", "--fraud-rate", "0.03"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "3,000 rows" in result.stdout
+    return out
+
+
+def test_evaluate_on_labelled_data_reports_the_operating_table_and_plots(
+    untrained_model_dir: Path, foreign_example: Path, tmp_path: Path
+) -> None:
+    plots = tmp_path / "plots"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(untrained_model_dir),
+            "--data",
+            str(foreign_example / "transactions.csv"),
+            "--mapping",
+            str(foreign_example / "mapping.toml"),
+            "--variants",
+            "fp32,int8",
+            "--plots",
+            str(plots),
+            "--seconds",
+            "0.05",
+            "--buckets",
+            "8",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["source"]["file"] == "transactions.csv" and report["events"] == 3_000
+    table = report["variants"]["fp32"]["operating_table"]
+    assert [row["name"] for row in table] == [
+        "rate 0.1%",
+        "rate 0.5%",
+        "rate 1.0%",
+        "rate 2.0%",
+        "rate 5.0%",
+        "review threshold",
+        "decline threshold",
+    ]
+    assert {"threshold", "precision", "recall", "value_recall", "alerts_per_10k"} <= set(table[0])
+    assert set(report["unknown_values"]) == {"mcc", "merchant_country", "ip_country", "currency"}
+    for name in ("roc.png", "precision_recall.png", "score_histogram.png"):
+        assert (plots / name).stat().st_size > 1_000
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_table_output_and_since(untrained_model_dir: Path, foreign_example: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(untrained_model_dir),
+            "--data",
+            str(foreign_example / "transactions.csv"),
+            "--mapping",
+            str(foreign_example / "mapping.toml"),
+            "--variants",
+            "fp32",
+            "--since",
+            "2026-01-20T00:00:00Z",
+            "--seconds",
+            "0.05",
+            "--buckets",
+            "8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "operating table: fp32" in result.stdout and "values unknown to the model" in result.stdout
+
+
+def test_unknown_values_are_counted(untrained_model_dir: Path, tmp_path: Path) -> None:
+    from inference.evaluate import UnknownValues
+    from inference.scorer import Scorer
+    from inference.synthetic import generate
+
+    spec = Scorer.load(untrained_model_dir, quantization="fp32").metadata.feature_spec
+    events = [item.event for item in generate(20, seed=3)]
+    odd = events[0].model_copy(
+        update={"merchant": events[0].merchant.model_copy(update={"mcc": "0001", "country": "AQ"}), "currency": "XAU"}
+    )
+    unknown = UnknownValues()
+    unknown.add([*events, odd, odd], spec)
+    counts = unknown.to_json(22)
+    assert counts["mcc"]["events"] >= 2 and counts["mcc"]["top"]["0001"] == 2
+    assert counts["merchant_country"]["top"]["AQ"] == 2 and counts["currency"]["top"] == {"XAU": 2}
+
+
+def test_plots_without_matplotlib_say_how_to_install(
+    untrained_model_dir: Path, foreign_example: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(untrained_model_dir),
+            "--data",
+            str(foreign_example / "transactions.csv"),
+            "--mapping",
+            str(foreign_example / "mapping.toml"),
+            "--plots",
+            str(tmp_path / "p"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "pip install 'riskstream[plots]'" in result.output
+
+
+def test_own_data_options_are_checked(foreign_example: Path, tmp_path: Path) -> None:
+    data = str(foreign_example / "transactions.csv")
+    both = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--data", data, "--events", "600"])
+    assert both.exit_code != 0 and "--events" in both.output
+    no_data = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--mapping", "m.toml"])
+    assert no_data.exit_code != 0 and "--mapping needs --data" in no_data.output
+    split = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--data", data, "--split", "random"])
+    assert split.exit_code != 0 and "time+account" in split.output
+    broken = tmp_path / "broken.toml"
+    broken.write_text('format = "csv"\n[fields]\ntransaction_id = "txn_ref"\n', encoding="utf-8")
+    invalid = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--data", data, "--mapping", str(broken)])
+    assert invalid.exit_code == 2 and "fields.event_time: required" in invalid.output
+    nothing = runner.invoke(app, ["thresholds", "--model", str(tmp_path), "--data", data])
+    assert nothing.exit_code != 0 and "at least one target" in nothing.output
+    percent = runner.invoke(app, ["thresholds", "--model", str(tmp_path), "--data", data, "--review-rate", "2 pct"])
+    assert percent.exit_code != 0 and "not a fraction" in percent.output
+
+
+def test_a_csv_without_mapping_is_a_data_error(foreign_example: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--out",
+            str(tmp_path / "m"),
+            "--preset",
+            "tiny",
+            "--data",
+            str(foreign_example / "transactions.csv"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "need a mapping" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from decimal import Decimal
 from pathlib import Path
 
@@ -187,3 +188,67 @@ def test_rare_values_stay_out_of_the_vocabulary() -> None:
     mcc = next(field for field in spec.fields if field.name == "mcc")
     assert "0002" not in mcc.values
     assert "none" in next(field for field in spec.fields if field.name == "ipctry").values
+
+
+# --- fitted featurization -------------------------------------------------------------------
+
+
+def test_fitted_edges_give_frequent_discrete_values_their_own_bucket() -> None:
+    from inference.features import fitted_edges
+
+    counts = np.array([0.0] * 900 + [1.0] * 60 + [2.0] * 20 + [3.0] * 10 + [5.0] * 6 + [12.0] * 4 + [np.nan] * 50)
+    edges = fitted_edges(counts, buckets=12, min_count=5)
+    assert edges == (1.0, 2.0, 3.0, 5.0)  # the tail keeps its resolution; 12 (4 rows) merges into 5+
+    buckets = [bisect_right(edges, value) for value in (0.0, 1.0, 2.0, 4.0, 12.0)]
+    assert buckets == [0, 1, 2, 3, 4]
+    assert fitted_edges(np.array([np.nan, np.nan]), buckets=12, min_count=5) == ()
+    assert fitted_edges(np.full(100, 7.0), buckets=12, min_count=5) == ()
+
+
+def test_fitted_edges_of_a_continuous_signal_are_quantiles_with_tails() -> None:
+    from inference.features import fitted_edges
+
+    values = np.random.default_rng(0).lognormal(3.0, 1.0, 50_000).astype(np.float32)
+    edges = fitted_edges(values, buckets=24, min_count=5)
+    assert list(edges) == sorted(edges) and len(edges) == 23 + 8  # 23 equal-frequency cuts, 8 tail levels
+    shares = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1) / values.size
+    assert shares.min() >= 0.0009 and shares.max() <= 1 / 24 + 0.005
+    assert all(len(repr(edge)) < 12 for edge in edges)  # shortest float32 decimals, not 1.0476000308990479
+
+
+def test_fit_feature_spec_learns_vocabularies_and_edges_from_the_rows_given() -> None:
+    from inference.features import FeatureStatistics, fit_feature_spec
+
+    events = [item.event for item in generate(3_000, seed=1)]
+    statistics = FeatureStatistics.from_events(events)
+    spec = fit_feature_spec(statistics)
+    assert spec.fit is not None and spec.fit["rows"] == 3_000
+    assert spec.field_spec("amt").edges != build_feature_spec(events).field_spec("amt").edges
+    assert "none" in spec.field_spec("ipctry").values
+    assert FeatureSpec.from_json(spec.to_json()) == spec
+    tokenizer = build_tokenizer(spec)
+    featurizer = Featurizer(spec, tokenizer.get_vocab())
+    for event in events[:300]:
+        assert featurizer.featurize(event).tolist() == tokenizer.encode(featurizer.text(event)).ids
+    first_half = np.arange(3_000) < 1_500
+    half = fit_feature_spec(statistics, first_half)
+    assert half == fit_feature_spec(FeatureStatistics.from_events(events[:1_500]))
+
+
+def test_statistics_read_device_age_only_with_a_device(sample_events: list[LabelledEvent]) -> None:
+    from inference.features import FeatureStatistics
+
+    base = sample_events[0].event
+    with_age = base.model_copy(update={"device_id": None, "features": {"device_age_days": 3.0}})
+    statistics = FeatureStatistics.from_events([with_age, with_age.model_copy(update={"device_id": "dev-1"})])
+    assert np.isnan(statistics.numeric("dev")[0]) and statistics.numeric("dev")[1] == 3.0
+    codes, values = statistics.categories("ipctry")
+    assert values[codes[0]] == (base.ip_country or "none")
+
+
+def test_a_spec_written_before_fitting_existed_still_loads(spec: FeatureSpec) -> None:
+    legacy = spec.to_json()
+    assert "fit" not in legacy  # version-1 files never had it
+    assert FeatureSpec.from_json(legacy).fit is None
+    fitted = {**legacy, "fit": {"method": "quantiles", "rows": 10}}
+    assert FeatureSpec.from_json(fitted).fit == {"method": "quantiles", "rows": 10}
