@@ -193,6 +193,28 @@ class RecordReader:
             yield Chunk(events, labels if self.labels else [], numbers)
         progress(consumed)
 
+    def source_records(self, bad: BadRows) -> Iterator[tuple[dict[str, Any], TransactionEvent]]:
+        """Each good row as the bank wrote it (a JSON object of its fields or columns) with the event
+        the mapping makes of it; bad rows go to ``bad``. What a load generator sends to a worker that
+        reads the bank's format through the same mapping."""
+        mapping = self.mapping
+        if mapping is None:
+            raise DataError(f"{self.path}: source records need a mapping")
+        bad.unit = self.unit
+        if self.format == "csv":
+            records = self._csv_records()
+        elif self.format == "parquet":
+            records = self._parquet_records()
+        else:
+            records = self._json_records()
+        for number, record in records:
+            result = record if isinstance(record, RecordError) else mapping.apply(record)
+            if isinstance(result, RecordError):
+                bad.add(number, result)
+            else:
+                assert not isinstance(record, RecordError)
+                yield record, result
+
     # --- formats ------------------------------------------------------------------------------
 
     def _lines(self, encoding: str) -> Iterator[tuple[int, str]]:

@@ -43,6 +43,7 @@ class ErrorKind(StrEnum):
     SCORING_FAILED = "scoring_failed"
     OUT_OF_MEMORY = "out_of_memory"
     UNDECODABLE_BATCH = "undecodable_batch"
+    MAPPING_FAILED = "mapping_failed"
 
 
 class DeadLetterSource(WireModel):

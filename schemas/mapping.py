@@ -70,7 +70,8 @@ line naming the TOML key); constants, defaults and value-map targets are checked
 schema then. Applying (:meth:`EventMapping.apply`) never raises: it returns the event or a
 :class:`RecordError` naming the failing source path, the wire field and the kind of problem, and
 never the value (values may be names, national ids or card numbers). A mapped value that looks
-like a full card number (PAN) is refused the way ``schemas.decode`` refuses one.
+like a full card number (PAN) in free text (``merchant.name``) is refused the way ``schemas.decode``
+refuses one; one in an identifier is left to the worker, which masks it wherever it writes it.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from schemas.decode import FREE_TEXT_FIELDS
 from schemas.events import CardRef, Channel, EntryMode, Merchant, TransactionEvent
 from schemas.iso import CURRENCY_CODES
 from schemas.redaction import contains_pan, mask_pans
@@ -135,9 +137,9 @@ CURRENCY_EXPONENTS: Final = MappingProxyType(
 _TRUE_WORDS: Final = ("true", "t", "yes", "y", "1")
 _FALSE_WORDS: Final = ("false", "f", "no", "n", "0")
 _MAX_REPORTED_NAME = 64
-# A PAN is 13+ digits, perhaps split by spaces or dashes: a text without 13 digits in a row once
+# A PAN is 12+ digits, perhaps split by spaces or dashes: a text without 12 digits in a row once
 # those are removed cannot hold one, and skips the (much slower) Luhn scan.
-_THIRTEEN_DIGITS = re.compile(r"[0-9]{13}")
+_TWELVE_DIGITS = re.compile(r"[0-9]{12}")
 _FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -1081,8 +1083,12 @@ class EventMapping:
         self._split = split_path
         self._path_of = {rule.target: rule.path_text for rule in rules}
         slots = {None: 0, "merchant": 1, "card": 2, "features": 3}
+        # As in ``schemas.decode``: a card number in free text is refused; one in an identifier is
+        # the worker's to mask (and count) while the event is still scored.
         self._pan_rules = tuple(
-            (rule, slots[rule.container]) for rule in rules if rule.checks_pan and rule.path is not None
+            (rule, slots[rule.container])
+            for rule in rules
+            if rule.checks_pan and rule.path is not None and rule.target in FREE_TEXT_FIELDS
         )
         self._fast_rules = tuple(
             (
@@ -1231,11 +1237,11 @@ class EventMapping:
             return RecordError(rule.path_text, exc.problem, rule.target, exc.detail)
         for rule, slot in self._pan_rules:
             text = containers[slot].get(rule.key)
-            # Only a text of 13+ digits can hold a PAN; the Luhn scan runs on those alone.
+            # Only a text of 12+ digits can hold a PAN; the Luhn scan runs on those alone.
             if (
                 text
-                and len(text) >= 13
-                and _THIRTEEN_DIGITS.search(text.replace(" ", "").replace("-", ""))
+                and len(text) >= 12
+                and _TWELVE_DIGITS.search(text.replace(" ", "").replace("-", ""))
                 and contains_pan(text)
             ):
                 return RecordError(

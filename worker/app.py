@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from worker.admission import AdmissionController
 from worker.batcher import BatchPolicy, LatencyBudgetBatcher, PublishLatency, ServiceTimeEstimator
+from worker.decoding import Decoder, decoder_for
 from worker.engine import LoadedEngine, MemorySampler, ModelIdentity, load_engine
 from worker.errors import EXIT_ABORTED, EXIT_FAILED, EXIT_FENCED, EXIT_OK, FencedError, WorkerError
 from worker.guarantee import guarantee_for
@@ -86,6 +87,7 @@ class Worker:
         self._poll_thread: threading.Thread | None = None
         self._poll_failure: BaseException | None = None
         self._leave_group_on_close = False
+        self._decoder: Decoder | None = None
         self.ready = threading.Event()
         self.exit_code: int | None = None
 
@@ -148,7 +150,8 @@ class Worker:
         self.health.start()
         log.info("metrics and probes listening", host=s.observability.metrics_host, port=self.health.port)
         try:
-            # Checks that fail fast (credentials, TLS, topics) run before the model is loaded.
+            # Checks that fail fast (the mapping, credentials, TLS, topics) run before the model is loaded.
+            self._decoder = decoder_for(s)
             layout = preflight(s)
             if self._loaded is None:
                 self._loaded = load_engine(s)
@@ -159,7 +162,13 @@ class Worker:
 
     def _run(self, loaded: LoadedEngine, layout: TopicLayout) -> int:
         pipeline = build_pipeline(
-            self.settings, loaded, layout, metrics=self.metrics, tracker=self.tracker, consumer=self._consumer
+            self.settings,
+            loaded,
+            layout,
+            metrics=self.metrics,
+            tracker=self.tracker,
+            consumer=self._consumer,
+            decoder=self._decoder,
         )
         self._consumer, self.source = pipeline.consumer, pipeline.source
         self._start(pipeline)
@@ -293,6 +302,7 @@ def build_pipeline(
     metrics: WorkerMetrics,
     tracker: OffsetTracker | None = None,
     consumer: KafkaConsumer | None = None,
+    decoder: Decoder | None = None,
 ) -> Pipeline:
     """Wire the stages for ``settings``: the one place that knows how they fit together.
 
@@ -343,7 +353,7 @@ def build_pipeline(
         rebalance_drain_timeout_s=s.consumer.rebalance_drain_timeout_ms / 1000,
         passthrough_headers=s.producer.passthrough_headers,
         undecodable_batch=s.consumer.undecodable_batch,
-        refuse_pan_in_identifiers=s.refuse_pan_in_identifiers,
+        decoder=decoder if decoder is not None else decoder_for(s),
     )
     service_time = ServiceTimeEstimator(loaded.service_times)
     publish_latency = PublishLatency()

@@ -169,6 +169,14 @@ def produce(
     from_file: Annotated[
         Path | None, typer.Option("--from", help="Replay events from a JSON Lines file (format below).")
     ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping",
+            help="With --from: the file is in the bank's own format (CSV, Parquet, JSON Lines) and this mapping "
+            "reads it; rows are sent as they are, for a worker with RISKSTREAM_INPUT__MAPPING.",
+        ),
+    ] = None,
     restamp: Annotated[
         bool,
         typer.Option(
@@ -190,12 +198,14 @@ def produce(
     from kafka import KafkaProducer
     from rich.progress import Progress
 
+    from inference.errors import InferenceError
     from worker.errors import WorkerError
     from worker.kafka_clients import connection_config
     from worker.settings import load_settings
     from worker.tools.produce import (
         BadLine,
         load_producer_config,
+        mapped_file_events,
         outgoing_events,
         read_event_file,
         send_paced,
@@ -209,7 +219,21 @@ def produce(
     if from_file is not None and not from_file.is_file():
         raise _fail(f"{from_file} does not exist")
     bad_lines: list[BadLine] = []
-    if from_file is not None:
+    bad_rows = None
+    if mapping is not None:
+        from inference.data import BadRows
+        from schemas.mapping import MappingError, load_mapping
+
+        if from_file is None or restamp or poison_rate:
+            raise _fail("--mapping goes with --from, and without --restamp or --poison-rate")
+        try:
+            event_mapping = load_mapping(mapping)
+        except MappingError as exc:
+            raise _fail(str(exc)) from None
+        bad_rows = BadRows()
+        total = count
+        events = mapped_file_events(from_file, event_mapping, bad_rows)
+    elif from_file is not None:
         labelled = read_event_file(from_file, bad_lines)
         total = count
         events = outgoing_events(
@@ -232,6 +256,8 @@ def produce(
                 rate=rate or None,
                 on_progress=lambda n: progress.advance(task, n),
             )
+    except InferenceError as exc:  # the file cannot be read through the mapping (inference.data.DataError)
+        raise _fail(str(exc)) from None
     finally:
         producer.close()
     poison = ", ".join(f"{k}={v}" for k, v in sorted(report.poison.items())) or "none"
@@ -239,6 +265,8 @@ def produce(
         f"sent {report.sent} records in {report.seconds:.1f}s ({report.rate:.0f}/s); "
         f"fraud {report.fraud}; poison {poison}"
     )
+    if bad_rows is not None and bad_rows.count:
+        raise _fail(f"{from_file}: {bad_rows.summary()}; those rows were skipped", code=1)
     if bad_lines:
         shown = "; ".join(f"line {bad.number}: {bad.reason}" for bad in bad_lines[:10])
         more = f"; and {len(bad_lines) - 10} more" if len(bad_lines) > 10 else ""

@@ -107,6 +107,17 @@ class TopicSettings(Section):
     """Create a missing scores or dead-letter topic at start-up (with the input's partition count); else exit 6."""
 
 
+class InputSettings(Section):
+    mapping: Path | None = None
+    """TOML mapping from the bank's own record format to TransactionEvent v1 (default: records are v1 JSON)."""
+
+    @model_validator(mode="after")
+    def _mapping_exists(self) -> Self:
+        if self.mapping is not None and not self.mapping.is_file():
+            raise ValueError(f"mapping {self.mapping} does not exist")
+        return self
+
+
 class BatchingSettings(Section):
     latency_budget_ms: float = Field(default=50.0, gt=0, le=60_000)
     """Event (Kafka CreateTime) to published score. Batches close early enough to meet it."""
@@ -248,6 +259,7 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
+    input: InputSettings = InputSettings()
     group_id: str = "riskstream"
     """Consumer group shared by all workers of one deployment."""
     worker_id: str = Field(default_factory=_default_worker_id, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}$")

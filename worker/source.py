@@ -36,6 +36,7 @@ from schemas import DecodeError, ErrorKind, decode
 from schemas.decode import identifier_fields_with_pan
 from schemas.redaction import redact_text
 from worker.admission import AdmissionController
+from worker.decoding import Decoder
 from worker.engine import ScoringEngine
 from worker.errors import UndecodableInputError
 from worker.kafka_clients import UNDECODABLE_ERRORS, undecodable_position
@@ -72,7 +73,7 @@ class Source:
         rebalance_drain_timeout_s: float,
         passthrough_headers: tuple[str, ...] = (),
         undecodable_batch: Literal["dead_letter", "stop"] = "dead_letter",
-        refuse_pan_in_identifiers: bool = False,
+        decoder: Decoder | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -93,7 +94,7 @@ class Source:
         self._drain_timeout_s = rebalance_drain_timeout_s
         self._passthrough = frozenset(name.lower() for name in (*TRACE_CONTEXT_HEADERS, *passthrough_headers))
         self._undecodable_batch = undecodable_batch
-        self._refuse_pan_in_identifiers = refuse_pan_in_identifiers
+        self._decode: Decoder = decoder or (lambda value: decode(value, max_bytes=max_event_bytes))
         self._clock = clock
         self._monotonic = monotonic
         self._cpu = {"decode": 0.0, "pan_scan": 0.0, "featurize": 0.0}
@@ -214,9 +215,7 @@ class Source:
             value=record.value,
         )
         started = time.thread_time()
-        decoded = decode(
-            record.value, max_bytes=self._max_event_bytes, refuse_pan_in_identifiers=self._refuse_pan_in_identifiers
-        )
+        decoded = self._decode(record.value)
         decoded_at = time.thread_time()
         self._cpu["decode"] += decoded_at - started
         if isinstance(decoded, DecodeError):

@@ -27,7 +27,7 @@ from worker.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-ROWS = 8_000
+ROWS = 10_000
 
 
 def _invoke(args: list[str], outputs: list[str]) -> Any:
@@ -215,3 +215,93 @@ def test_training_on_a_file_is_deterministic_for_a_seed(run: dict[str, Any], tmp
     }
     assert other.metadata.weights_sha256 != first.metadata.weights_sha256
     assert first.metadata.training["data"]["sets"]["unused"]["rows"] > 0
+
+
+def test_a_worker_reads_the_banks_topic_through_the_mapping(
+    run: dict[str, Any], kafka: Any, topic_factory: Any, tmp_path: Path
+) -> None:
+    """Serving: the bank's rows go to Kafka as they are (personal columns included); a worker with the
+    mapping scores every one, and no dropped column's value reaches a score, a dead letter, its log or
+    its metrics."""
+    from tests.worker.harness import make_topics, wait_until
+    from worker.tools.kit import WorkerProcess
+    from worker.tools.verify import verify
+
+    topics = make_topics(topic_factory, 3)
+    env = {"RISKSTREAM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers}
+    produced = runner.invoke(
+        app,
+        [
+            "produce",
+            "--topic",
+            topics.input,
+            "--from",
+            str(run["data"]),
+            "--mapping",
+            str(run["mapping"]),
+            "--rate",
+            "0",
+        ],
+        env=env,
+    )
+    assert produced.exit_code == 0, produced.output
+    assert f"sent {ROWS} records" in produced.output
+    # Two records the mapping refuses, each carrying personal data: dead letters naming the path, not the value.
+    from kafka import KafkaProducer
+
+    with open(run["data"], encoding="utf-8", newline="") as source:
+        first = next(csv.DictReader(source, delimiter="|"))
+    broken = [{**first, "amt_minor": first["customer_name"]}, {**first, "booked_at": first["email"]}]
+    producer = KafkaProducer(**kafka.config())
+    for row in broken:
+        producer.send(topics.input, key=b"bad", value=json.dumps(row).encode())
+    producer.flush()
+    producer.close()
+
+    settings = {
+        "kafka": {"bootstrap_servers": kafka.bootstrap_servers},
+        "topics": {"input": topics.input, "scores": topics.scores, "dead_letters": topics.dead_letters},
+        "group_id": topics.group,
+        "worker_id": "own-data-0",
+        "input": {"mapping": str(run["mapping"])},
+        "model": {"dir": str(run["model"]), "device": "cpu"},
+    }
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        total = ROWS + len(broken)
+        wait_until(
+            lambda: (
+                worker.metric("riskstream_events_scored_total") + worker.metric("riskstream_dead_letters_total")
+                >= total
+            ),
+            180,
+            "every record's outcome",
+        )
+        metrics = worker.get("/metrics")[1]
+    finally:
+        assert worker.stop() == 0, worker.tail()
+    report = verify(
+        kafka.config(),
+        input_topic=topics.input,
+        scores_topic=topics.scores,
+        dead_letter_topic=topics.dead_letters,
+        group_id=topics.group,
+    )
+    assert report.inputs == total and report.lost == [] and report.duplicates == 0, report.summary()
+    assert report.scores == ROWS and report.dead_letter_reasons == {"mapping_failed": 2}, report.summary()
+
+    from worker.tools.verify import read_topic
+
+    outputs = [
+        r.value.decode() for topic in (topics.scores, topics.dead_letters) for r in read_topic(kafka.config(), topic)
+    ]
+    letters = [json.loads(text) for text in outputs if '"error_type"' in text]
+    assert {letter["error"].split(":")[1].strip() for letter in letters} == {
+        "amt_minor (-> amount)",
+        "booked_at (-> event_time)",
+    }
+    with run["data"].open(encoding="utf-8", newline="") as source:
+        personal = {row[name] for row in csv.DictReader(source, delimiter="|") for name in PERSONAL_COLUMNS}
+    everything = "\n".join([*outputs, metrics, (tmp_path / "worker.log").read_text(errors="replace")])
+    assert [value for value in personal if value in everything] == []
