@@ -23,8 +23,8 @@ toolchain: ## Make sure Java 17+ and Maven (for the local Kafka broker) are inst
 	@ops/ensure-toolchain.sh
 
 lint: install ## ruff (bugbear, bandit rules); hadolint, kustomize + kubeconform, dashboard checks (ops/lint.sh)
-	$(VENV)/bin/ruff check $(PACKAGES) tests ops/kafka ops/lint
-	$(VENV)/bin/ruff format --check $(PACKAGES) tests ops/kafka ops/lint
+	$(VENV)/bin/ruff check $(PACKAGES) tests ops/kafka ops/lint benchmarks
+	$(VENV)/bin/ruff format --check $(PACKAGES) tests ops/kafka ops/lint benchmarks
 	bash ops/lint.sh
 
 typecheck: install ## mypy, strict on our packages

@@ -18,6 +18,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -72,11 +73,14 @@ class Worker:
         *,
         registry: CollectorRegistry | None = None,
         consumer: KafkaConsumer | None = None,
+        on_listening: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_listening(port)`` is told the metrics and probe port once it is open."""
         self.settings = settings
         self.metrics = WorkerMetrics(registry)
         self._loaded = loaded
         self._consumer = consumer
+        self._on_listening = on_listening
         self._stop = threading.Event()
         self._poll_shutdown = threading.Event()
         self._signals = 0
@@ -149,6 +153,8 @@ class Worker:
         )
         self.health.start()
         log.info("metrics and probes listening", host=s.observability.metrics_host, port=self.health.port)
+        if self._on_listening is not None:
+            self._on_listening(self.health.port)
         try:
             # Checks that fail fast (the mapping, credentials, TLS, topics) run before the model is loaded.
             self._decoder = decoder_for(s)

@@ -58,7 +58,18 @@ def _require_tools(command: str) -> None:
 
 
 @app.command()
-def worker(config: ConfigOption = None) -> None:
+def worker(
+    config: ConfigOption = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            min=1,
+            max=64,
+            help="Worker processes on this device, one per core to spare (default: RISKSTREAM_PROCESSES, 1).",
+        ),
+    ] = None,
+) -> None:
     """Run one worker: consume transactions, score them, publish scores and dead letters.
 
     All settings come from RISKSTREAM_* environment variables and/or --config; see the README.
@@ -81,6 +92,13 @@ def worker(config: ConfigOption = None) -> None:
     configure_logging(
         settings.observability.log_level, settings.observability.log_format, static={"worker_id": settings.worker_id}
     )
+    count = processes if processes is not None else settings.processes
+    if count > 1:
+        from worker.processes import Supervisor
+
+        supervisor = Supervisor(settings, count)
+        supervisor.install_signal_handlers()
+        raise typer.Exit(supervisor.run())
     runner = Worker(settings)
     runner.install_signal_handlers()
     try:

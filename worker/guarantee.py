@@ -166,10 +166,10 @@ class ExactlyOnce(Publisher):
        generation that consumed it (none: the generation is gone, the batch is dropped and replayed);
     2. ``begin_transaction``;
     3. send each batch's scores and dead letters;
-    4. wait for every acknowledgement (the commit must never cover an offset whose outcome is not
+    4. ``send_offsets_to_transaction`` with one past each input offset and the pinned group metadata
+       (KIP-447: the broker fences the commit of a stale generation), while the records are in flight;
+    5. wait for every acknowledgement (the commit must never cover an offset whose outcome is not
        written), and check the producer's epoch did not change under the transaction;
-    5. ``send_offsets_to_transaction`` with one past each input offset and the pinned group metadata
-       (KIP-447: the broker fences the commit of a stale generation);
     6. ``commit_transaction``; then mark the records done in the offset tracker.
 
     Any failure aborts: first with the current epoch (a zombie learns here that it is fenced), then by
@@ -228,6 +228,7 @@ class ExactlyOnce(Publisher):
             if tp not in offsets or offsets[tp].offset < next_offset:
                 offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
         started = time.perf_counter()
+        phase = self._metrics.transaction_phase
         try:
             with costs.measure("commit"):
                 self._producer.begin_transaction()
@@ -239,19 +240,31 @@ class ExactlyOnce(Publisher):
                     )
                     for item in items
                 ]
-            # Every record must be acknowledged before its input offsets join the transaction: the
-            # commit must never cover an offset whose outcome is not written. (kafka-python can
-            # recover a failed batch by bumping the producer epoch mid-transaction and then commit
-            # without it; the checks below turn that into an abort.)
+            sent = time.perf_counter()
+            # The offsets join the transaction while its records are still in flight (AddOffsetsToTxn
+            # and TxnOffsetCommit overlap the produce request): they only count if the commit below
+            # happens, and it happens only after every record is acknowledged.
+            with costs.measure("commit"):
+                self._producer.send_offsets_to_transaction(offsets, group_metadata)
+            offsets_added = time.perf_counter()
+            # Every record must be acknowledged before the commit: the commit must never cover an
+            # offset whose outcome is not written. (kafka-python can recover a failed batch by bumping
+            # the producer epoch mid-transaction and then commit without it; the identity check turns
+            # that into an abort.)
             with costs.measure("acks"):
                 deadline = time.monotonic() + _ACK_TIMEOUT_S
                 for future in futures:
                     future.get(timeout=max(0.001, deadline - time.monotonic()))
+            acknowledged = time.perf_counter()
             if self._producer_identity() != identity:
                 raise kafka_errors.KafkaError("producer epoch changed inside the transaction")
             with costs.measure("commit"):
-                self._producer.send_offsets_to_transaction(offsets, group_metadata)
                 self._producer.commit_transaction()
+            committed = time.perf_counter()
+            phase.labels("send").observe(sent - started)
+            phase.labels("add_offsets").observe(offsets_added - sent)
+            phase.labels("acks").observe(acknowledged - offsets_added)
+            phase.labels("end_txn").observe(committed - acknowledged)
         except kafka_errors.KafkaError as exc:
             self._metrics.transaction_aborts.inc()
             self._stale_below = epoch + 1

@@ -129,6 +129,13 @@ class WorkerMetrics:
             registry=r,
         )
         self.commits = Counter("riskstream_commits_total", "Successful offset/transaction commits.", registry=r)
+        self.transaction_phase = Histogram(
+            "riskstream_transaction_phase_seconds",
+            "Exactly-once: time per phase of a transaction step (send, add_offsets, acks, end_txn).",
+            ["phase"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
         self.transaction_aborts = Counter(
             "riskstream_transaction_aborts_total", "Aborted transactions (exactly-once mode).", registry=r
         )

@@ -274,6 +274,8 @@ class Settings(BaseSettings):
     """Record values above this are dead-lettered unparsed."""
     refuse_pan_in_identifiers: bool = False
     """Dead-letter an event whose id fields hold a card number, instead of scoring it with the ids masked."""
+    processes: int = Field(default=1, ge=1, le=64)
+    """Worker processes on this device (``riskstream worker --processes``): members of the group, ids worker_id-N."""
     drain_timeout_s: float = Field(default=20.0, ge=0)
     """On SIGTERM: time to publish and commit in-flight work before exiting (keep < terminationGracePeriodSeconds)."""
     batching: BatchingSettings = BatchingSettings()

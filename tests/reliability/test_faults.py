@@ -36,9 +36,18 @@ def end_offsets(cluster: Cluster, topic: str, partitions: int) -> dict[int, int]
         consumer.close(autocommit=False)
 
 
-@pytest.mark.parametrize("guarantee", GUARANTEES)
+@pytest.mark.parametrize(
+    ("guarantee", "processes"),
+    [("at_least_once", 1), ("exactly_once", 1), ("exactly_once", 2)],
+    ids=["alo", "eos", "eos-2-processes"],
+)
 def test_sigkill_three_times_after_further_progress(
-    fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
+    fault_broker: Cluster,
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+    serving_model: Path,
+    guarantee: str,
+    processes: int,
 ) -> None:
     scenario = Scenario(
         cluster=fault_broker,
@@ -47,6 +56,7 @@ def test_sigkill_three_times_after_further_progress(
         guarantee=guarantee,
         model_dir=serving_model,
         events=100_000,
+        worker_settings={"processes": processes},
         rate=2500,
         partitions=8,
         seed=1,
@@ -68,7 +78,8 @@ def test_sigkill_three_times_after_further_progress(
     codes = scenario.stop_all()
     assert codes[-1] == 0
     report = scenario.verify()
-    scenario.record("SIGKILL worker x3 (>=20% progress apart), restart", report, max(recoveries))
+    label = "SIGKILL worker x3 (>=20% progress apart), restart" + (f", {processes} processes" if processes > 1 else "")
+    scenario.record(label, report, max(recoveries))
     scenario.assert_sound(report)
     if guarantee == "at_least_once":
         # Duplicates only inside a window that was consumed but not committed when a kill struck.
@@ -193,9 +204,18 @@ def test_broker_hard_kill_and_restart(
     scenario.assert_sound(report)
 
 
-@pytest.mark.parametrize("guarantee", GUARANTEES)
+@pytest.mark.parametrize(
+    ("guarantee", "processes"),
+    [("at_least_once", 1), ("exactly_once", 1), ("at_least_once", 2)],
+    ids=["alo", "eos", "alo-2-processes"],
+)
 def test_rebalance_storm_between_one_and_three_workers(
-    fault_broker: Cluster, topic_factory: Callable[..., str], tmp_path: Path, serving_model: Path, guarantee: str
+    fault_broker: Cluster,
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+    serving_model: Path,
+    guarantee: str,
+    processes: int,
 ) -> None:
     storm_s = 150.0
     scenario = Scenario(
@@ -207,6 +227,7 @@ def test_rebalance_storm_between_one_and_three_workers(
         events=int(storm_s * 300),
         rate=300,
         seed=4,
+        worker_settings={"processes": processes},
     )
     rng = random.Random(4)
     scenario.start_worker("storm-0")
@@ -237,8 +258,9 @@ def test_rebalance_storm_between_one_and_three_workers(
         if n1 > n0:
             stall = max(stall, t1 - last_change)
             last_change = t1
+    workers = f"1-3 workers of {processes} processes" if processes > 1 else "1-3 workers"
     scenario.record(
-        f"rebalance storm: 1-3 workers, {changes} changes in {storm_s:.0f}s",
+        f"rebalance storm: {workers}, {changes} changes in {storm_s:.0f}s",
         report,
         stall,
         "recovery = longest output stall",
