@@ -46,6 +46,7 @@ import numpy as np
 from rich.console import Console
 
 from worker.errors import WorkerError
+from worker.guarantee import AtLeastOnce, ExactlyOnce
 from worker.kafka_clients import build_admin, connection_config
 from worker.settings import Settings, load_settings
 from worker.tools.bench.report import (
@@ -207,7 +208,7 @@ class _Session:
 
     def _start(self) -> subprocess.Popen[bytes]:
         ctx = self.ctx
-        guarantee = "exactly_once" if self.system == "riskstream-eos" else "at_least_once"
+        guarantee = (ExactlyOnce if self.system == "riskstream-eos" else AtLeastOnce).name
         settings: dict[str, Any] = {
             "group_id": f"bench-{self.name}",
             "worker_id": f"bench-{self.name}",
