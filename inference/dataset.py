@@ -137,6 +137,12 @@ def _quantile_time(times: npt.NDArray[np.float64], fraction: float, what: str) -
     return boundary
 
 
+def in_holdout_accounts(account_hashes: npt.NDArray[np.uint64], holdout_fraction: float) -> npt.NDArray[np.bool_]:
+    """Which rows belong to the accounts an ``account`` or ``time+account`` split holds out: those
+    whose :func:`account_hash` (with the split's seed) falls in the lowest ``holdout_fraction``."""
+    return account_hashes < np.uint64(min(int(holdout_fraction * 2.0**64), 2**64 - 1))
+
+
 def plan_split(
     times: npt.NDArray[np.float64],
     account_hashes: npt.NDArray[np.uint64],
@@ -162,7 +168,7 @@ def plan_split(
         late = times >= holdout_from
     if mode in ("account", "time+account"):
         account_below = int(holdout_fraction * 2.0**64)
-        unseen = account_hashes < np.uint64(min(account_below, 2**64 - 1))
+        unseen = in_holdout_accounts(account_hashes, holdout_fraction)
     sets = np.full(times.size, TRAIN, dtype=np.int8)
     if mode == "time":
         sets[late] = HOLDOUT

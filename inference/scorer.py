@@ -304,6 +304,12 @@ class Scorer:
     def reads_history(self) -> bool:
         return self._metadata.history is not None
 
+    @property
+    def sequence_featurizer(self) -> SequenceFeaturizer | None:
+        """The history featurizer of a history model (to featurize from parts, as evaluation does)."""
+        featurizer = self._featurizer
+        return featurizer if isinstance(featurizer, SequenceFeaturizer) else None
+
     def featurize(self, event: TransactionEvent, history: AccountHistory | None = None) -> Features:
         """Token ids for ``event`` (against its account's ``history`` for a history model: the state
         *before* this event; None reads as a cold account). Thread-safe; never changes ``history``.
