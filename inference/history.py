@@ -442,8 +442,8 @@ class AccountHistory:
             record.merchant_country not in self._merchant_country_keys,
             None if record.ip_country == NO_COUNTRY else record.ip_country not in self._ip_keys,
             tuple(
-                (relative - row[0] if row[0] <= relative else 0, *row[1:])
-                for row in struct.iter_unpack(_RING_FORMAT, tail)
+                (relative - at if at <= relative else 0, amount, mcc, country, ip, how, device, merchant)
+                for at, amount, mcc, country, ip, how, device, merchant in struct.iter_unpack(_RING_FORMAT, tail)
             ),
         )
 

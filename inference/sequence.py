@@ -285,7 +285,7 @@ class SequenceFeaturizer:
         try:
             ids = self.ids(self.event_featurizer._ids(event), record_of(event), history)
             return np.array(ids, dtype=np.int64)
-        except (ArithmeticError, AttributeError, TypeError, ValueError) as exc:
+        except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError) as exc:
             # ``from None``: the cause's message may quote event values; the error must not.
             raise FeaturizeError(f"cannot featurize event: {exc.__class__.__name__}") from None
 
@@ -294,29 +294,31 @@ class SequenceFeaturizer:
         (:func:`inference.history.record_of`) and the history before it."""
         rows = self.history.rows
         summary = cold_summary(record) if history is None else history.summary(record, rows)
-        result: list[int] = []
         kept = summary.rows
-        for _ in range(rows - len(kept)):
-            result.extend(self._empty_row)
-        for row in kept:
-            result.extend(self._row_ids(row, record))
-        result.extend(self._aggregate_ids(summary, record))
-        result.extend(event_ids[:EVENT_FIELDS])
+        result: list[int] = self._empty_row * (rows - len(kept))
+        if kept:
+            delay_edges, delay_ids = self._delay.edges, self._delay.ids
+            amount_edges, amount_ids = self._row_amount.edges, self._row_amount.ids
+            mcc_id, mcc_unknown = self._row_mcc.get, self._row_mcc_unknown
+            how_ids, relation_ids = self._row_how, self._row_relation
+            current_device, current_merchant = record.device, record.merchant
+            current_country, current_ip = record.merchant_country, record.ip_country
+            for delay, amount, mcc, merchant_country, ip, how, device, merchant in kept:
+                # Relation to the current event: device (none/same/other) x place x IP country.
+                relation = (0 if device == NO_DEVICE else 1 if device == current_device else 2) * 9
+                relation += (0 if merchant == current_merchant else 1 if merchant_country == current_country else 2) * 3
+                relation += 0 if ip == NO_COUNTRY else 1 if ip == current_ip else 2
+                result += (
+                    delay_ids[bisect_right(delay_edges, delay)],
+                    amount_ids[bisect_right(amount_edges, amount)],
+                    mcc_id(mcc, mcc_unknown),
+                    how_ids[how],
+                    relation_ids[relation],
+                )
+        result += self._aggregate_ids(summary, record)
+        result += event_ids[:EVENT_FIELDS]
         result.append(self._summary_token)
         return result
-
-    def _row_ids(self, row: tuple[int, float, int, int, int, int, int, int], record: TransactionRecord) -> list[int]:
-        delay, amount, mcc, merchant_country, ip, how, device, merchant = row
-        device_relation = 0 if device == NO_DEVICE else 1 if device == record.device else 2
-        place = 0 if merchant == record.merchant else 1 if merchant_country == record.merchant_country else 2
-        ip_relation = 0 if ip == NO_COUNTRY else 1 if ip == record.ip_country else 2
-        return [
-            self._delay.id(delay),
-            self._row_amount.id(amount),
-            self._row_mcc.get(mcc, self._row_mcc_unknown),
-            self._row_how[how] if how < len(self._row_how) else self._row_how[0],
-            self._row_relation[device_relation * 9 + place * 3 + ip_relation],
-        ]
 
     def _aggregate_ids(self, summary: HistorySummary, record: TransactionRecord) -> list[int]:
         bucket = self._aggregate
