@@ -1,9 +1,11 @@
 """The model side of riskstream: featurizer, DeepSeek-architecture classifier, quantized scorer.
 
 Knows nothing of Kafka. The worker uses :class:`Scorer` (load, featurize, warm up, score), the
-:class:`MemoryProbe` with :func:`recommended_max_batch`, and the synthetic generator
-(:func:`generate`) for load generation and demos. Names are imported lazily, so that
-``from inference import generate`` does not pay for importing torch and transformers.
+:class:`MemoryProbe` with :func:`recommended_max_batch`, the per-account state
+:class:`AccountHistory` (for a model that reads history: :attr:`Scorer.history_spec`), and the
+synthetic generators (:func:`generate`, :func:`generate_histories`) for load generation and demos.
+Names are imported lazily, so that ``from inference import generate`` (or ``AccountHistory``) does
+not pay for importing torch and transformers.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ if TYPE_CHECKING:
     )
     from inference.evaluate import EvaluationReport, evaluate
     from inference.features import Features
+    from inference.history import AccountHistory, HistoryFormatError, replay
     from inference.memory import MemoryProbe, MemorySample, recommended_max_batch
     from inference.scorer import BatchScores, BucketWarmup, FaultInjection, ModelInfo, Scorer, WarmupReport
+    from inference.sequence import HistorySpec
     from inference.synthetic import LabelledEvent, generate, read_jsonl, write_jsonl
+    from inference.synthetic_history import generate_histories
     from inference.thresholds import ThresholdTargets, set_thresholds
     from inference.train import TrainResult, train, train_on_data
 
@@ -56,6 +61,9 @@ _EXPORTS = {
     "EvaluationReport": "inference.evaluate",
     "evaluate": "inference.evaluate",
     "Features": "inference.features",
+    "AccountHistory": "inference.history",
+    "HistoryFormatError": "inference.history",
+    "replay": "inference.history",
     "MemoryProbe": "inference.memory",
     "MemorySample": "inference.memory",
     "recommended_max_batch": "inference.memory",
@@ -65,10 +73,12 @@ _EXPORTS = {
     "ModelInfo": "inference.scorer",
     "Scorer": "inference.scorer",
     "WarmupReport": "inference.scorer",
+    "HistorySpec": "inference.sequence",
     "LabelledEvent": "inference.synthetic",
     "generate": "inference.synthetic",
     "read_jsonl": "inference.synthetic",
     "write_jsonl": "inference.synthetic",
+    "generate_histories": "inference.synthetic_history",
     "ThresholdTargets": "inference.thresholds",
     "set_thresholds": "inference.thresholds",
     "TrainResult": "inference.train",
@@ -77,6 +87,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AccountHistory",
     "BadRows",
     "BatchScores",
     "BucketWarmup",
@@ -89,6 +100,8 @@ __all__ = [
     "FaultInjection",
     "Features",
     "FeaturizeError",
+    "HistoryFormatError",
+    "HistorySpec",
     "InferenceError",
     "LabelledEvent",
     "MemoryProbe",
@@ -104,11 +117,13 @@ __all__ = [
     "WarmupReport",
     "evaluate",
     "generate",
+    "generate_histories",
     "load_checkpoint",
     "print_engine_bench",
     "read_jsonl",
     "read_labelled",
     "recommended_max_batch",
+    "replay",
     "run_engine_bench",
     "set_thresholds",
     "train",

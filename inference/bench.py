@@ -4,8 +4,9 @@ Variants are compared side by side in one process: every variant is loaded first
 measurement runs in ``rounds`` rounds, each visiting every (bucket, variant) pair for
 ``seconds_per_point / rounds`` — so a burst of load from another process on a shared machine hits
 all variants alike instead of skewing one of them. Inputs are featurized synthetic events (the same
-ones for every variant). Numbers are printed, never asserted: performance is measured here, not
-tested.
+ones for every variant; for a model that reads account history, a stretch of the history world,
+each event featurized against its account's earlier ones). Numbers are printed, never asserted:
+performance is measured here, not tested.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from inference.features import Features
+from inference.history import replay
 from inference.scorer import Scorer
 from inference.synthetic import generate
+from inference.synthetic_history import generate_histories
 
 DEFAULT_BENCH_BUCKETS = (1, 8, 32, 64, 128, 256, 512, 1024)
 
@@ -124,8 +127,14 @@ def run_engine_bench(
         for variant in variants
     }
     first = next(iter(scorers.values()))
-    events = [item.event for item in generate(max(sizes), seed=11, fraud_rate=0.05)]
-    features: list[Features] = [first.featurize(event) for event in events]
+    features: list[Features]
+    if first.reads_history:
+        # Realistic history inputs: a stretch of the history world, each event against its account's past.
+        events = [item.event for item in generate_histories(max(sizes), seed=11, fraud_rate=0.05)]
+        features = replay(events, first.featurize)
+    else:
+        events = [item.event for item in generate(max(sizes), seed=11, fraud_rate=0.05)]
+        features = [first.featurize(event) for event in events]
     timings: dict[tuple[str, int], list[float]] = {(v, b): [] for v in variants for b in sizes}
     for scorer in scorers.values():
         for size in sizes:

@@ -6,6 +6,13 @@ sharded ``model.safetensors.index.json``, ``tokenizer.json`` + tokenizer config)
 and version, the shipped quantization per device and the training record. Any Hugging Face
 sequence-classification checkpoint with such a ``riskstream.json`` can be served.
 
+A model that reads account history (a ``sequence`` preset) says so in ``riskstream.json``:
+``format_version`` 2 and a ``history`` section (:class:`inference.sequence.HistorySpec`: rows
+read, encoding, ids per event, positions, and the account-state format, ring capacity and TTL it
+was trained against). Stateless models keep writing format version 1, so a reader that predates
+history models still reads them — and refuses a history model instead of serving it without its
+history.
+
 Loading never touches the network (``local_files_only=True``) and fails with a
 :class:`~inference.errors.CheckpointError` that says what is wrong: the directory is missing, files
 are missing (partial copy), a file is corrupt (unparsable JSON, truncated or altered weights — the
@@ -30,17 +37,22 @@ from typing import Any, Final
 import torch
 from safetensors import safe_open
 from tokenizers import Tokenizer
+from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from inference.errors import CheckpointError
 from inference.features import PAD_TOKEN, SPECIAL_TOKENS, SUMMARY_TOKEN, UNK_TOKEN, FeatureSpec, Featurizer
-from inference.model import quiet_loss_lookup
+from inference.model import quiet_loss_lookup, serving_module
+from inference.sequence import HistorySpec, SequenceFeaturizer
 from schemas import Decision
 
 METADATA_FILE: Final = "riskstream.json"
 METADATA_FORMAT: Final = "riskstream-model"
 METADATA_FORMAT_VERSION: Final = 1
+#: The format version of a history model's ``riskstream.json`` (one that reads account history): a
+#: reader that predates history models must refuse it rather than serve it without history.
+HISTORY_METADATA_FORMAT_VERSION: Final = 2
 WEIGHTS_FILE: Final = "model.safetensors"
 WEIGHTS_INDEX_FILE: Final = "model.safetensors.index.json"
 REQUIRED_FILES: Final = ("config.json", "tokenizer.json", METADATA_FILE)
@@ -80,11 +92,17 @@ class RiskMetadata:
     training: Mapping[str, Any] = field(default_factory=dict)
     #: How the thresholds were last set by policy (``riskstream thresholds``) and what they replaced.
     threshold_policy: Mapping[str, Any] = field(default_factory=dict)
+    #: What account history the model reads (None: a stateless model, scored one event at a time).
+    history: HistorySpec | None = None
+
+    @property
+    def reads_history(self) -> bool:
+        return self.history is not None
 
     def to_json(self) -> dict[str, Any]:
         data = {
             "format": METADATA_FORMAT,
-            "format_version": METADATA_FORMAT_VERSION,
+            "format_version": METADATA_FORMAT_VERSION if self.history is None else HISTORY_METADATA_FORMAT_VERSION,
             "name": self.name,
             "version": self.version,
             "positive_label": self.positive_label,
@@ -96,15 +114,25 @@ class RiskMetadata:
         }
         if self.threshold_policy:
             data["threshold_policy"] = dict(self.threshold_policy)
+        if self.history is not None:
+            data["history"] = self.history.to_json()
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RiskMetadata:
         """Parse ``riskstream.json``; ``ValueError``/``KeyError``/``TypeError`` when malformed."""
-        if data.get("format") != METADATA_FORMAT or data.get("format_version") != METADATA_FORMAT_VERSION:
+        version = data.get("format_version")
+        if data.get("format") != METADATA_FORMAT or version not in (
+            METADATA_FORMAT_VERSION,
+            HISTORY_METADATA_FORMAT_VERSION,
+        ):
             raise ValueError(
-                f"not a {METADATA_FORMAT} v{METADATA_FORMAT_VERSION} file "
-                f"(format={data.get('format')!r}, format_version={data.get('format_version')!r})"
+                f"not a {METADATA_FORMAT} v{METADATA_FORMAT_VERSION} or v{HISTORY_METADATA_FORMAT_VERSION} file "
+                f"(format={data.get('format')!r}, format_version={version!r})"
+            )
+        if (version == HISTORY_METADATA_FORMAT_VERSION) != ("history" in data):
+            raise ValueError(
+                f"format_version {version} {'needs' if 'history' not in data else 'cannot have'} a history"
             )
         thresholds = data["thresholds"]
         return cls(
@@ -117,18 +145,26 @@ class RiskMetadata:
             feature_spec=FeatureSpec.from_json(data["feature_spec"]),
             training=dict(data.get("training", {})),
             threshold_policy=dict(data.get("threshold_policy", {})),
+            history=HistorySpec.from_json(data["history"]) if "history" in data else None,
         )
 
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
-    """A validated checkpoint: the fp32 model in eval mode on CPU, its metadata and featurizer."""
+    """A validated checkpoint: the fp32 model in eval mode on CPU, its metadata and featurizer.
+
+    ``model`` is the ``transformers`` classifier (what is saved); ``module`` what maps a batch of
+    ids to logits — the classifier itself, or for a ``rows``-encoded history model the classifier
+    inside :class:`inference.model.RowPooledClassifier`. ``featurizer`` is a
+    :class:`~inference.sequence.SequenceFeaturizer` for a history model.
+    """
 
     path: Path
     model: PreTrainedModel
     metadata: RiskMetadata
-    featurizer: Featurizer
+    featurizer: Featurizer | SequenceFeaturizer
     positive_index: int
+    module: nn.Module
 
 
 def fast_tokenizer(tokenizer: Tokenizer, sequence_length: int) -> PreTrainedTokenizerFast:
@@ -199,7 +235,8 @@ def save_checkpoint(
     """
     with _staging_dir(Path(out_dir)) as staging, _quiet_progress_bars():
         model.save_pretrained(staging)
-        fast_tokenizer(tokenizer, metadata.feature_spec.sequence_length).save_pretrained(staging)
+        length = metadata.feature_spec.sequence_length if metadata.history is None else metadata.history.ids_per_event
+        fast_tokenizer(tokenizer, length).save_pretrained(staging)
         weights = staging / WEIGHTS_FILE
         digest = sha256_of(weights) if weights.is_file() else None
         written = RiskMetadata(
@@ -212,6 +249,7 @@ def save_checkpoint(
             weights_sha256=digest,
             training=metadata.training,
             threshold_policy=metadata.threshold_policy,
+            history=metadata.history,
         )
         (staging / METADATA_FILE).write_text(json.dumps(written.to_json(), indent=2) + "\n", encoding="utf-8")
     return written
@@ -319,8 +357,12 @@ def load_checkpoint(model_dir: Path) -> LoadedCheckpoint:
     except Exception as exc:  # the Rust tokenizer raises its own exception type for a bad file
         raise CheckpointError(f"{model_dir / 'tokenizer.json'} cannot be loaded: {exc}") from exc
     vocabulary = tokenizer.get_vocab()
+    featurizer: Featurizer | SequenceFeaturizer
     try:
-        featurizer = Featurizer(metadata.feature_spec, vocabulary)
+        if metadata.history is None:
+            featurizer = Featurizer(metadata.feature_spec, vocabulary)
+        else:
+            featurizer = SequenceFeaturizer(metadata.feature_spec, metadata.history, vocabulary)
     except ValueError as exc:
         raise CheckpointError(f"{model_dir}: tokenizer and feature spec disagree: {exc}") from exc
     if max(vocabulary.values()) >= config.vocab_size:
@@ -344,8 +386,20 @@ def load_checkpoint(model_dir: Path) -> LoadedCheckpoint:
     ]
     if problems:
         raise CheckpointError(f"{model_dir}: weights do not match the config ({'; '.join(problems)})")
+    history = metadata.history
+    positions = metadata.feature_spec.sequence_length if history is None else history.positions
+    if getattr(config, "max_position_embeddings", positions) < positions:
+        raise CheckpointError(
+            f"{model_dir}: the model takes {config.max_position_embeddings} positions but its featurizer "
+            f"makes {positions}"
+        )
     quiet_loss_lookup(model)
     model.eval()
     return LoadedCheckpoint(
-        path=model_dir, model=model, metadata=metadata, featurizer=featurizer, positive_index=positive_index
+        path=model_dir,
+        model=model,
+        metadata=metadata,
+        featurizer=featurizer,
+        positive_index=positive_index,
+        module=serving_module(model, history).eval(),
     )

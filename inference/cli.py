@@ -22,6 +22,7 @@ from inference.errors import InferenceError
 
 if TYPE_CHECKING:
     from inference.dataset import SplitMode
+    from inference.evaluate import HoldoutAccounts
     from inference.example_data import ExampleFormat
     from schemas.mapping import EventMapping
 
@@ -47,6 +48,16 @@ SinceOption = Annotated[
     str | None,
     typer.Option("--since", help="Use only events at or after this ISO time (e.g. the holdout start train printed)."),
 ]
+HoldoutAccountsOption = Annotated[
+    float | None,
+    typer.Option(
+        "--holdout-accounts",
+        min=0.001,
+        max=0.999,
+        help="Use only the accounts a --split account/time+account run held out with this --holdout-fraction.",
+    ),
+]
+SplitSeedOption = Annotated[int, typer.Option("--split-seed", help="The --seed of that training run.")]
 
 
 def _fraction(text: str | None, option: str) -> float | None:
@@ -73,6 +84,16 @@ def _since(text: str | None) -> datetime | None:
     if moment.tzinfo is None:
         raise typer.BadParameter("give a UTC offset, e.g. 2026-01-27T00:00:00Z", param_hint="--since")
     return moment
+
+
+def _holdout_accounts(fraction: float | None, seed: int, data: Path | None) -> HoldoutAccounts | None:
+    if fraction is None:
+        return None
+    if data is None:
+        raise typer.BadParameter("--holdout-accounts needs --data", param_hint="--holdout-accounts")
+    from inference.evaluate import HoldoutAccounts
+
+    return HoldoutAccounts(fraction=fraction, seed=seed)
 
 
 def _mapping(path: Path | None, data: Path | None) -> EventMapping | None:
@@ -110,7 +131,12 @@ def _ints(text: str) -> list[int]:
 def train_command(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the checkpoint to (replaced atomically).")],
     preset: Annotated[
-        str, typer.Option("--preset", help="Model size: tiny, default, default-moe or base.")
+        str,
+        typer.Option(
+            "--preset",
+            help="Model: tiny, default, default-moe or base (stateless); sequence (reads account history), "
+            "sequence-flat, sequence-rows or tiny-sequence.",
+        ),
     ] = "default",
     data: DataOption = None,
     mapping: MappingOption = None,
@@ -173,8 +199,10 @@ def train_command(
         def show(update: TrainProgress) -> None:
             if update.phase == "data":
                 return
-            if update.phase in ("read", "featurize"):
-                what = "reading" if update.phase == "read" else "featurizing"
+            if update.phase in ("read", "featurize", "history"):
+                what = {"read": "reading", "featurize": "featurizing", "history": "replaying histories of"}[
+                    update.phase
+                ]
                 progress.update(
                     task,
                     description=f"train {preset}: {what} {data.name if data else ''}",
@@ -275,9 +303,15 @@ def _print_sets(data: dict[str, Any]) -> None:
     if bad["count"]:
         reasons = "; ".join(f"{reason} x{count}" for reason, count in list(bad["by_reason"].items())[:5])
         Console().print(f"bad rows: {reasons}; first at {', '.join(bad['first'][:3])}", highlight=False, markup=False)
-    if split.get("holdout_from"):
+    if split.get("holdout_from") or split["mode"] != "time":
+        options = []
+        if split.get("holdout_from"):
+            options.append(f"--since {split['holdout_from']}")
+        if split["mode"] != "time":
+            options.append(f"--holdout-accounts {split['holdout_fraction']} --split-seed {split['seed']}")
+        what = "holdout period starts " + split["holdout_from"] if split.get("holdout_from") else "holdout accounts"
         Console().print(
-            f"holdout period starts {split['holdout_from']} (evaluate --since {split['holdout_from']})",
+            f"{what} (evaluate {' '.join(options)})",
             highlight=False,
             soft_wrap=True,
             markup=False,
@@ -295,6 +329,8 @@ def evaluate_command(
     mapping: MappingOption = None,
     label_field: LabelOption = "is_fraud",
     since: SinceOption = None,
+    holdout_accounts: HoldoutAccountsOption = None,
+    split_seed: SplitSeedOption = 0,
     plots: Annotated[
         Path | None, typer.Option("--plots", help="Write roc.png, precision_recall.png, score_histogram.png here.")
     ] = None,
@@ -343,6 +379,7 @@ def evaluate_command(
                 mapping=event_mapping,
                 label_field=label_field,
                 since=_since(since),
+                accounts=_holdout_accounts(holdout_accounts, split_seed, data),
                 max_bad_fraction=max_bad_fraction,
                 alert_rates=rates,
                 variants=_split(variants, "variant"),
@@ -413,6 +450,8 @@ def thresholds_command(
     mapping: MappingOption = None,
     label_field: LabelOption = "is_fraud",
     since: SinceOption = None,
+    holdout_accounts: HoldoutAccountsOption = None,
+    split_seed: SplitSeedOption = 0,
     review_rate: Annotated[
         str | None, typer.Option("--review-rate", help="Share of events flagged for review (or decline), e.g. 2%.")
     ] = None,
@@ -469,6 +508,7 @@ def thresholds_command(
                 mapping=event_mapping,
                 label_field=label_field,
                 since=_since(since),
+                accounts=_holdout_accounts(holdout_accounts, split_seed, data),
                 quantization=quantization,
                 device=device,
                 out_dir=out,
@@ -543,6 +583,57 @@ def data_example_command(
             _err.print(f"[red]data example failed:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
             raise typer.Exit(code=2) from exc
     typer.echo(f"wrote {files.data} ({files.rows:,} rows, {files.fraud_rows:,} labelled fraud) and {files.mapping}")
+
+
+@data_app.command("history")
+def data_history_command(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write transactions.jsonl into.")],
+    events: Annotated[int, typer.Option("--events", min=1, help="Transactions to write.")] = 200_000,
+    seed: Annotated[int, typer.Option("--seed", help="Generator seed.")] = 0,
+    fraud_rate: Annotated[float, typer.Option("--fraud-rate", min=0, max=0.5, help="Share of fraud events.")] = 0.01,
+    days: Annotated[int, typer.Option("--days", min=2, help="Days of history the transactions span.")] = 28,
+    accounts: Annotated[
+        int | None, typer.Option("--accounts", min=1, help="Accounts (default: one per 40 transactions).")
+    ] = None,
+    features: Annotated[
+        bool, typer.Option("--features/--no-features", help="Also write upstream behavioural features.")
+    ] = False,
+) -> None:
+    """Write the history world: time-ordered labelled transactions where most fraud shows only in history.
+
+    JSON Lines of TransactionEvent v1 with is_fraud and pattern, in event-time order. Without
+    --features the events carry no upstream signals: velocity, habits and novelty are visible
+    only to a model that keeps each account's history (train --data ... --preset sequence).
+    """
+    from inference.synthetic import write_jsonl
+    from inference.synthetic_history import WorldSummary, generate_histories
+
+    summary = WorldSummary()
+    path = Path(out) / "transactions.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_err) as progress:
+        progress.add_task(f"writing {events:,} transactions", total=None)
+        try:
+            write_jsonl(
+                path,
+                generate_histories(
+                    events,
+                    seed=seed,
+                    fraud_rate=fraud_rate,
+                    days=days,
+                    accounts=accounts,
+                    upstream_features=features,
+                    summary=summary,
+                ),
+            )
+        except (InferenceError, ValueError, OSError) as exc:
+            _err.print(f"[red]data history failed:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
+            raise typer.Exit(code=2) from exc
+    patterns = ", ".join(f"{name} {count:,}" for name, count in sorted(summary.by_pattern.items()))
+    typer.echo(
+        f"wrote {path} ({summary.events:,} transactions of {summary.accounts:,} accounts, "
+        f"{summary.fraud_events:,} fraud: {patterns})"
+    )
 
 
 def bench_engine_command(

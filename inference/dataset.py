@@ -47,6 +47,14 @@ from inference.features import (
     build_tokenizer,
     fit_feature_spec,
 )
+from inference.sequence import (
+    RECORD_DTYPE,
+    HistorySpec,
+    SequenceFeaturizer,
+    history_tokens,
+    records_array,
+    replay_arrays,
+)
 from schemas import TransactionEvent
 
 SplitMode = Literal["time", "account", "time+account"]
@@ -129,6 +137,12 @@ def _quantile_time(times: npt.NDArray[np.float64], fraction: float, what: str) -
     return boundary
 
 
+def in_holdout_accounts(account_hashes: npt.NDArray[np.uint64], holdout_fraction: float) -> npt.NDArray[np.bool_]:
+    """Which rows belong to the accounts an ``account`` or ``time+account`` split holds out: those
+    whose :func:`account_hash` (with the split's seed) falls in the lowest ``holdout_fraction``."""
+    return account_hashes < np.uint64(min(int(holdout_fraction * 2.0**64), 2**64 - 1))
+
+
 def plan_split(
     times: npt.NDArray[np.float64],
     account_hashes: npt.NDArray[np.uint64],
@@ -154,7 +168,7 @@ def plan_split(
         late = times >= holdout_from
     if mode in ("account", "time+account"):
         account_below = int(holdout_fraction * 2.0**64)
-        unseen = account_hashes < np.uint64(min(account_below, 2**64 - 1))
+        unseen = in_holdout_accounts(account_hashes, holdout_fraction)
     sets = np.full(times.size, TRAIN, dtype=np.int8)
     if mode == "time":
         sets[late] = HOLDOUT
@@ -201,6 +215,8 @@ class PreparedData:
     bad_rows: BadRows
     rows_read: int
     source: dict[str, Any] = field(default_factory=dict)
+    #: The account history the ids were built with (None: stateless ids, one event at a time).
+    history: HistorySpec | None = None
 
     def describe(self) -> dict[str, Any]:
         """The data part of the training record (names and counts, never row content)."""
@@ -233,10 +249,21 @@ def _fit(
     *,
     min_count: int,
     fit_edges: bool,
-) -> tuple[FeatureSpec, Tokenizer, Featurizer]:
+    history: HistorySpec | None = None,
+) -> tuple[FeatureSpec, Tokenizer, Featurizer, SequenceFeaturizer | None]:
     spec = fit_feature_spec(statistics, sets == TRAIN, min_count=min_count, fit_edges=fit_edges)
-    tokenizer = build_tokenizer(spec)
-    return spec, tokenizer, Featurizer(spec, tokenizer.get_vocab())
+    if history is None:
+        tokenizer = build_tokenizer(spec)
+        return spec, tokenizer, Featurizer(spec, tokenizer.get_vocab()), None
+    tokenizer = build_tokenizer(spec, history_tokens(spec))
+    sequences = SequenceFeaturizer(spec, history, tokenizer.get_vocab())
+    return spec, tokenizer, sequences.event_featurizer, sequences
+
+
+def _split_sets(ids: npt.NDArray[np.integer], sets: npt.NDArray[np.int8]) -> dict[str, npt.NDArray[np.integer]]:
+    """The ids of the rows in train/validation/holdout (``ids`` holds exactly those rows, in row order)."""
+    used = sets[sets != UNUSED]
+    return {name: ids[used == index] for index, name in enumerate(SET_NAMES[:3])}
 
 
 def _row_columns(
@@ -258,6 +285,7 @@ def prepare_events(
     seed: int = 0,
     min_count: int = DEFAULT_MIN_COUNT,
     fit_edges: bool = True,
+    history: HistorySpec | None = None,
 ) -> PreparedData:
     """:func:`prepare_file` for events already in memory: the same split, fit and arrays."""
     if len(events) != len(labels):
@@ -269,16 +297,26 @@ def prepare_events(
     summaries = summarize_sets(times, marks, sets)
     _check_sets(summaries)
     statistics = FeatureStatistics.from_events(events)
-    spec, tokenizer, featurizer = _fit(statistics, sets, min_count=min_count, fit_edges=fit_edges)
-    tokens = featurizer.featurize_batch(events).astype(_token_dtype(len(tokenizer.get_vocab())))
-    inputs = {name: tokens[sets == index] for index, name in enumerate(SET_NAMES[:3])}
+    spec, tokenizer, featurizer, sequences = _fit(
+        statistics, sets, min_count=min_count, fit_edges=fit_edges, history=history
+    )
+    dtype = _token_dtype(len(tokenizer.get_vocab()))
+    stateless = featurizer.featurize_batch(events).astype(dtype)
+    if sequences is None:
+        inputs = {name: stateless[sets == index] for index, name in enumerate(SET_NAMES[:3])}
+    else:
+        ids = replay_arrays(sequences, stateless, records_array(events), hashes, times, sets != UNUSED, dtype=dtype)
+        inputs = _split_sets(ids, sets)
     targets = {name: marks[sets == index].astype(np.int64) for index, name in enumerate(SET_NAMES[:3])}
-    return PreparedData(spec, tokenizer, inputs, targets, plan, summaries, BadRows(), len(events), {"in_memory": True})
+    return PreparedData(
+        spec, tokenizer, inputs, targets, plan, summaries, BadRows(), len(events), {"in_memory": True}, history
+    )
 
 
 def prepare_file(
     reader: RecordReader,
     *,
+    history: HistorySpec | None = None,
     split: SplitMode = "time",
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
@@ -338,13 +376,23 @@ def prepare_file(
     )
     summaries = summarize_sets(times, marks, sets)
     _check_sets(summaries)
-    spec, tokenizer, featurizer = _fit(statistics, sets, min_count=min_count, fit_edges=fit_edges)
+    spec, tokenizer, featurizer, sequences = _fit(
+        statistics, sets, min_count=min_count, fit_edges=fit_edges, history=history
+    )
     first_pass_bytes = statistics.nbytes + times.nbytes + marks.nbytes + hashes.nbytes + sets.nbytes
-    del statistics, times, hashes  # the second pass needs only each row's set and label
+    del statistics  # the second pass needs each row's set and label (and, for history, time and account)
+    if sequences is None:
+        del times, hashes
 
     dtype = _token_dtype(len(tokenizer.get_vocab()))
     length = spec.sequence_length
-    inputs = {name: np.empty((summaries[name].rows, length), dtype=dtype) for name in SET_NAMES[:3]}
+    if sequences is None:
+        inputs = {name: np.empty((summaries[name].rows, length), dtype=dtype) for name in SET_NAMES[:3]}
+    else:
+        # History ids need each account's rows in time order: keep every row's stateless ids and
+        # history record (64 bytes a row), then replay account by account.
+        stateless = np.empty((good, length), dtype=dtype)
+        records = np.empty(good, dtype=RECORD_DTYPE)
     filled = dict.fromkeys(SET_NAMES[:3], 0)
     position = 0
     again = BadRows()
@@ -360,6 +408,11 @@ def prepare_file(
         if position + count > good:
             raise DataError(f"{reader.path} changed while it was being read (more good rows on the second pass)")
         tokens = featurizer.featurize_batch(chunk.events)
+        if sequences is not None:
+            stateless[position : position + count] = tokens
+            records[position : position + count] = records_array(chunk.events)
+            position += count
+            continue
         chunk_sets = sets[position : position + count]
         for index, name in enumerate(SET_NAMES[:3]):
             members = tokens[chunk_sets == index]
@@ -368,6 +421,12 @@ def prepare_file(
         position += count
     if position != good or again.count != bad.count:
         raise DataError(f"{reader.path} changed while it was being read (the passes saw different rows)")
+    if sequences is not None:
+        report("history", 0, good)
+        ids = replay_arrays(sequences, stateless, records, hashes, times, sets != UNUSED, dtype=dtype)
+        del stateless, records
+        inputs = _split_sets(ids, sets)
+        report("history", good, good)
     targets = {name: marks[sets == index].astype(np.int64) for index, name in enumerate(SET_NAMES[:3])}
     source = {
         "file": reader.path.name,
@@ -380,4 +439,4 @@ def prepare_file(
     }
     if reader.unmapped_columns:
         source["unmapped_columns"] = list(reader.unmapped_columns)
-    return PreparedData(spec, tokenizer, inputs, targets, plan, summaries, bad, total, source)
+    return PreparedData(spec, tokenizer, inputs, targets, plan, summaries, bad, total, source, history)

@@ -31,12 +31,15 @@ import numpy.typing as npt
 import torch
 
 from inference.data import DEFAULT_LABEL_FIELD, BadRows, DataError, RecordReader
-from inference.dataset import DEFAULT_MAX_BAD_FRACTION
+from inference.dataset import DEFAULT_MAX_BAD_FRACTION, account_hash, in_holdout_accounts
 from inference.errors import FeaturizeError
 from inference.features import FeatureSpec
+from inference.history import TransactionRecord, record_of, replay
 from inference.metrics import DEFAULT_ALERT_RATES, OperatingPoint, average_precision, operating_table, roc_auc
 from inference.scorer import Scorer
+from inference.sequence import RECORD_DTYPE, SequenceFeaturizer, replay_arrays
 from inference.synthetic import generate
+from inference.synthetic_history import generate_histories
 from schemas import TransactionEvent
 from schemas.mapping import EventMapping
 
@@ -163,6 +166,101 @@ def _featurize(
         unknown.add(kept, spec)
 
 
+@dataclass(frozen=True)
+class HoldoutAccounts:
+    """Only the accounts that a ``--split account`` or ``time+account`` training run with this
+    ``fraction`` (``--holdout-fraction``) and ``seed`` (``--seed``) held out."""
+
+    fraction: float
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction < 1.0:
+            raise ValueError("the holdout account fraction must be between 0 and 1")
+
+    def hashes(self, events: Sequence[TransactionEvent]) -> npt.NDArray[np.uint64]:
+        return np.fromiter((account_hash(event.account_id, self.seed) for event in events), np.uint64, len(events))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fraction": self.fraction, "seed": self.seed}
+
+
+@dataclass
+class _HistoryRows:
+    """What replaying a history model needs of every row of the accounts evaluated: the stateless
+    ids, the history record, the account, the time; and the label, USD amount and whether it is scored."""
+
+    event_ids: list[npt.NDArray[np.int32]] = field(default_factory=list)
+    records: list[npt.NDArray[np.void]] = field(default_factory=list)
+    accounts: list[npt.NDArray[np.uint64]] = field(default_factory=list)
+    times: list[npt.NDArray[np.float64]] = field(default_factory=list)
+    labels: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    amounts: list[npt.NDArray[np.float64]] = field(default_factory=list)
+    scored: list[npt.NDArray[np.bool_]] = field(default_factory=list)
+
+    def add(
+        self,
+        featurizer: SequenceFeaturizer,
+        events: Sequence[TransactionEvent],
+        labels: Sequence[int],
+        rows: Sequence[int],
+        scored: Sequence[bool],
+        bad: BadRows,
+        unknown: UnknownValues,
+    ) -> None:
+        good: list[int] = []
+        ids: list[list[int]] = []
+        records: list[TransactionRecord] = []
+        for index, (event, row) in enumerate(zip(events, rows, strict=True)):
+            try:
+                event_ids = featurizer.event_featurizer.featurize(event)
+                record = record_of(event)
+            except (FeaturizeError, ValueError):
+                # Dead-lettered by the worker: such an event never reaches an account's history either.
+                from schemas.mapping import Problem, RecordError
+
+                bad.add(row, RecordError("<event>", Problem.INVALID, detail="cannot be featurized"))
+                continue
+            good.append(index)
+            ids.append(event_ids.tolist())
+            records.append(record)
+        if not good:
+            return
+        kept = [events[index] for index in good]
+        self.event_ids.append(np.array(ids, dtype=np.int32))
+        self.records.append(np.array(records, dtype=RECORD_DTYPE))
+        self.accounts.append(np.fromiter((account_hash(event.account_id, 0) for event in kept), np.uint64, len(kept)))
+        self.times.append(np.fromiter((event.event_time.timestamp() for event in kept), np.float64, len(kept)))
+        self.labels.append(np.array([labels[index] for index in good], dtype=np.int64))
+        self.amounts.append(np.array([_amount_usd(event, featurizer.spec) for event in kept], dtype=np.float64))
+        chosen = np.array([scored[index] for index in good], dtype=bool)
+        self.scored.append(chosen)
+        unknown.add([event for event, keep in zip(kept, chosen.tolist(), strict=True) if keep], featurizer.spec)
+
+    def replay(
+        self, featurizer: SequenceFeaturizer
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Features, labels and amounts of the scored rows, in row order."""
+        if not self.records:
+            empty = np.empty((0, featurizer.sequence_length), dtype=np.int32)
+            return empty, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        scored = np.concatenate(self.scored)
+        features = replay_arrays(
+            featurizer,
+            np.concatenate(self.event_ids),
+            np.concatenate(self.records),
+            np.concatenate(self.accounts),
+            np.concatenate(self.times),
+            scored,
+            dtype=np.int32,
+        )
+        return (
+            features.astype(np.int32, copy=False),
+            np.concatenate(self.labels)[scored],
+            np.concatenate(self.amounts)[scored],
+        )
+
+
 def load_evaluation_data(
     scorer: Scorer,
     data: Path,
@@ -170,23 +268,31 @@ def load_evaluation_data(
     mapping: EventMapping | None = None,
     label_field: str = DEFAULT_LABEL_FIELD,
     since: datetime | None = None,
+    accounts: HoldoutAccounts | None = None,
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationData:
     """Read and featurize a labelled file with ``scorer``'s featurizer, chunk by chunk.
 
-    ``since`` (timezone-aware) keeps only events at or after it, e.g. the holdout period that
-    ``train`` reported. Raises ``DataError`` past ``max_bad_fraction`` bad rows or without both classes.
+    ``since`` (timezone-aware) scores only events at or after it, e.g. the holdout period that
+    ``train`` reported; ``accounts`` only the accounts a training split held out. For a model that
+    reads account history, every row of the evaluated accounts — before ``since`` too — is replayed
+    through its account's history in time order, exactly as training built them: an event is scored
+    against its account's earlier events and never a later one. Raises ``DataError`` past
+    ``max_bad_fraction`` bad rows or without both classes.
     """
     if since is not None and since.tzinfo is None:
         raise ValueError("since must be timezone-aware")
     reader = RecordReader(Path(data), mapping=mapping, label_field=label_field)
     expected = reader.row_estimate()
     bad = BadRows(limit=int(max_bad_fraction * expected) if max_bad_fraction < 1.0 else None)
-    collector = _Collector(expected, scorer.sequence_length)
+    featurizer = scorer.sequence_featurizer
+    collector = _Collector(expected if featurizer is None else 1, scorer.sequence_length)
+    history_rows = _HistoryRows()
     unknown = UnknownValues()
     done = 0
     skipped = 0
+    other_accounts = 0
     progress = on_progress or (lambda done, total: None)
 
     def advance(rows: int) -> None:
@@ -196,24 +302,37 @@ def load_evaluation_data(
 
     for chunk in reader.chunks(bad, on_rows=advance):
         events, labels, rows = chunk.events, chunk.labels, chunk.rows
-        if since is not None:
-            keep = [index for index, event in enumerate(events) if event.event_time >= since]
-            skipped += len(events) - len(keep)
+        if accounts is not None:
+            mine = in_holdout_accounts(accounts.hashes(events), accounts.fraction).tolist()
+            other_accounts += len(events) - sum(mine)
+            keep = [index for index, wanted in enumerate(mine) if wanted]
             events, labels, rows = [events[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep]
+        scored = [since is None or event.event_time >= since for event in events]
+        skipped += len(events) - sum(scored)
+        if featurizer is not None:
+            history_rows.add(featurizer, events, labels, rows, scored, bad, unknown)
+            continue
+        keep = [index for index, wanted in enumerate(scored) if wanted]
+        events, labels, rows = [events[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep]
         _featurize(scorer, events, labels, rows, collector, bad, unknown)
-    total = collector.size + bad.count + skipped
+    if featurizer is not None:
+        features, labels_array, amounts = history_rows.replay(featurizer)
+    else:
+        features = collector.features[: collector.size]
+        labels_array = collector.labels[: collector.size]
+        amounts = collector.amounts[: collector.size]
+    total = len(labels_array) + bad.count + skipped + other_accounts
     if total and bad.count > max_bad_fraction * total:
         raise DataError(
             f"{reader.path}: {bad.count / total:.2%} of the rows are bad (limit {max_bad_fraction:.2%}); "
             f"{bad.summary()}"
         )
-    labels_array = collector.labels[: collector.size]
     if labels_array.size == 0 or labels_array.all() or not labels_array.any():
         raise DataError(
             f"{reader.path}: evaluation needs both fraud and legitimate events "
             f"({labels_array.size} events, {int(labels_array.sum())} fraud)"
         )
-    source = {
+    source: dict[str, Any] = {
         "file": reader.path.name,
         "format": reader.format,
         "label": reader.label_source,
@@ -221,10 +340,15 @@ def load_evaluation_data(
         "since": since.isoformat() if since else None,
         "skipped_before_since": skipped,
     }
+    if accounts is not None:
+        source["holdout_accounts"] = accounts.to_json()
+        source["skipped_other_accounts"] = other_accounts
+    if featurizer is not None:
+        source["history"] = "each account's rows replayed in time order"
     return EvaluationData(
-        features=collector.features[: collector.size],
+        features=features,
         labels=labels_array,
-        amounts_usd=collector.amounts[: collector.size],
+        amounts_usd=amounts,
         unknown=unknown,
         bad_rows=bad,
         source=source,
@@ -232,7 +356,13 @@ def load_evaluation_data(
 
 
 def synthetic_evaluation_data(scorer: Scorer, events: int, seed: int) -> EvaluationData:
-    """``events`` fresh synthetic events at the natural 1% fraud rate, featurized with ``scorer``."""
+    """``events`` fresh synthetic events at the natural 1% fraud rate, featurized with ``scorer``.
+
+    A model that reads account history gets the history world (:mod:`inference.synthetic_history`),
+    each event featurized against its account's earlier events in time order; a stateless model
+    the per-event world (:func:`inference.synthetic.generate`)."""
+    if scorer.reads_history:
+        return _synthetic_history_data(scorer, events, seed)
     items = list(generate(events, seed=seed, fraud_rate=0.01))
     collector = _Collector(events, scorer.sequence_length)
     bad = BadRows()
@@ -253,6 +383,22 @@ def synthetic_evaluation_data(scorer: Scorer, events: int, seed: int) -> Evaluat
         unknown=unknown,
         bad_rows=bad,
         source={"synthetic": True, "seed": seed},
+    )
+
+
+def _synthetic_history_data(scorer: Scorer, events: int, seed: int) -> EvaluationData:
+    items = list(generate_histories(events, seed=seed, fraud_rate=0.01))
+    spec = scorer.metadata.feature_spec
+    unknown = UnknownValues()
+    unknown.add((item.event for item in items), spec)
+    features = replay([item.event for item in items], scorer.featurize)
+    return EvaluationData(
+        features=np.stack(features).astype(np.int32),
+        labels=np.array([int(item.is_fraud) for item in items], dtype=np.int64),
+        amounts_usd=np.array([_amount_usd(item.event, spec) for item in items], dtype=np.float64),
+        unknown=unknown,
+        bad_rows=BadRows(),
+        source={"synthetic": True, "world": "history", "seed": seed},
     )
 
 
@@ -382,6 +528,7 @@ def evaluate(
     mapping: EventMapping | None = None,
     label_field: str = DEFAULT_LABEL_FIELD,
     since: datetime | None = None,
+    accounts: HoldoutAccounts | None = None,
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
     alert_rates: tuple[float, ...] = DEFAULT_ALERT_RATES,
     variants: Sequence[str] = ("fp32", "int8", "bf16"),
@@ -427,6 +574,7 @@ def evaluate(
                     mapping=mapping,
                     label_field=label_field,
                     since=since,
+                    accounts=accounts,
                     max_bad_fraction=max_bad_fraction,
                     on_progress=lambda done, total: report(f"reading {Path(data).name}: {done:,}/{total:,} rows"),
                 )

@@ -425,9 +425,18 @@ def fit_feature_spec(
     return FeatureSpec(fields=fields, usd_per_unit=dict(statistics.usd_per_unit), fit=fit)
 
 
-def build_tokenizer(spec: FeatureSpec) -> Tokenizer:
-    """The WordLevel tokenizer of ``spec``'s vocabulary, splitting the text form on whitespace."""
-    tokenizer = Tokenizer(models.WordLevel(vocab=spec.vocabulary(), unk_token=UNK_TOKEN))
+def build_tokenizer(spec: FeatureSpec, extra_tokens: Sequence[str] = ()) -> Tokenizer:
+    """The WordLevel tokenizer of ``spec``'s vocabulary, splitting the text form on whitespace.
+
+    ``extra_tokens`` (a history model's, :func:`inference.sequence.history_tokens`) follow the
+    spec's tokens, whose ids they leave unchanged.
+    """
+    vocabulary = spec.vocabulary()
+    for token in extra_tokens:
+        if token in vocabulary:
+            raise ValueError(f"extra token {token!r} is already in the feature spec's vocabulary")
+        vocabulary[token] = len(vocabulary)
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token=UNK_TOKEN))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
     return tokenizer

@@ -18,12 +18,15 @@ quantization clearly pays off on CPU, and exists for that report.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
+import torch
 from torch import nn
-from transformers import DeepseekV3Config, DeepseekV3ForSequenceClassification
+from transformers import DeepseekV3Config, DeepseekV3ForSequenceClassification, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from inference.features import PAD_TOKEN
+from inference.sequence import AGGREGATE_FIELDS, ROW_FIELDS, HistorySpec
 
 LABELS = ("legit", "fraud")
 POSITIVE_LABEL = "fraud"
@@ -48,6 +51,10 @@ class Preset:
     routed_experts: int = 4
     experts_per_token: int = 2
     moe_intermediate_size: int = 128
+    # History: None for a stateless model; else the ring rows of account history it reads
+    # (:class:`inference.sequence.HistorySpec`) and how its ids become positions.
+    history_rows: int | None = None
+    history_encoding: str = "flat"
     # Training recipe.
     train_events: int = 30_000
     holdout_events: int = 15_000
@@ -57,6 +64,10 @@ class Preset:
     batch_size: int = 256
     learning_rate: float = 3e-3
     weight_decay: float = 0.01
+
+    @property
+    def reads_history(self) -> bool:
+        return self.history_rows is not None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +134,47 @@ PRESETS: dict[str, Preset] = {
             max_epochs=2,
             learning_rate=1.5e-3,
         ),
+        *(
+            Preset(
+                name=name,
+                hidden_size=128,
+                num_layers=2,
+                intermediate_size=256,
+                num_heads=4,
+                kv_lora_rank=32,
+                q_lora_rank=None,
+                qk_nope_head_dim=16,
+                qk_rope_head_dim=16,
+                v_head_dim=32,
+                history_rows=rows,
+                history_encoding=encoding,
+                train_events=80_000,
+                holdout_events=30_000,
+                max_epochs=4,
+            )
+            for name, rows, encoding in (
+                ("sequence", 8, "flat"),
+                ("sequence-flat", 8, "flat"),
+                ("sequence-rows", 16, "rows"),
+            )
+        ),
+        Preset(
+            name="tiny-sequence",
+            hidden_size=32,
+            num_layers=1,
+            intermediate_size=64,
+            num_heads=2,
+            kv_lora_rank=16,
+            q_lora_rank=None,
+            qk_nope_head_dim=8,
+            qk_rope_head_dim=8,
+            v_head_dim=8,
+            history_rows=4,
+            train_events=8_000,
+            holdout_events=4_000,
+            max_epochs=2,
+            learning_rate=5e-3,
+        ),
     )
 }
 
@@ -182,6 +234,62 @@ def build_model(config: DeepseekV3Config) -> DeepseekV3ForSequenceClassification
     return model
 
 
+class RowPooledClassifier(nn.Module):
+    """The hierarchical (field-then-row) encoding of a history model's ids (``rows`` in
+    :mod:`inference.sequence`): the field embeddings of each row — every history row, the
+    aggregates, the current event — are summed into one position, and the DeepSeek-V3 layers attend
+    over those ``rows + 3`` positions (the last is ``[SUM]``, which the classifier reads).
+
+    A sum of per-field embeddings is a linear map of the row's one-hot fields (the row encoder of
+    TabBERT-style models, without its per-row attention); the transformer then models the sequence
+    of rows. The wrapped classifier is a plain ``DeepseekV3ForSequenceClassification`` whose
+    ``max_position_embeddings`` is the number of positions; only it is saved.
+    """
+
+    def __init__(self, classifier: PreTrainedModel, *, rows: int, row_fields: int, aggregate_fields: int) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.rows = rows
+        self.row_fields = row_fields
+        self.aggregate_fields = aggregate_fields
+
+    def forward(self, input_ids: torch.Tensor) -> SequenceClassifierOutput:
+        embedded = self.classifier.get_input_embeddings()(input_ids)
+        batch = embedded.shape[0]
+        history_end = self.rows * self.row_fields
+        aggregate_end = history_end + self.aggregate_fields
+        parts = [
+            embedded[:, history_end:aggregate_end].sum(dim=1, keepdim=True),
+            embedded[:, aggregate_end:-1].sum(dim=1, keepdim=True),
+            embedded[:, -1:],
+        ]
+        if self.rows:
+            rows = embedded[:, :history_end].reshape(batch, self.rows, self.row_fields, embedded.shape[-1])
+            parts.insert(0, rows.sum(dim=2))
+        backbone = cast("nn.Module", self.classifier.model)
+        head = cast("nn.Module", self.classifier.score)
+        hidden = backbone(inputs_embeds=torch.cat(parts, dim=1)).last_hidden_state
+        return SequenceClassifierOutput(logits=head(hidden[:, -1]))
+
+
+def serving_module(model: PreTrainedModel, history: HistorySpec | None) -> nn.Module:
+    """What turns a batch of ids into logits: the classifier itself, or for the ``rows`` encoding
+    the classifier wrapped in :class:`RowPooledClassifier` (sharing its parameters)."""
+    if history is None or history.encoding == "flat":
+        return model
+    return RowPooledClassifier(
+        model, rows=history.rows, row_fields=len(ROW_FIELDS), aggregate_fields=len(AGGREGATE_FIELDS)
+    )
+
+
+def classifier_of(module: nn.Module) -> PreTrainedModel:
+    """The ``transformers`` classifier inside a :func:`serving_module` (what a checkpoint saves)."""
+    inner = module.classifier if isinstance(module, RowPooledClassifier) else module
+    if not isinstance(inner, PreTrainedModel):
+        raise TypeError(f"not a transformers classifier: {type(inner).__name__}")
+    return inner
+
+
 def quiet_loss_lookup(model: nn.Module) -> None:
     """Name the loss transformers would use, so that looking it up does not warn on every start.
 
@@ -195,4 +303,16 @@ def quiet_loss_lookup(model: nn.Module) -> None:
             setattr(module, "loss_type", "ForSequenceClassification")  # noqa: B010 - nn.Module's typed __setattr__
 
 
-__all__ = ["LABELS", "PAD_TOKEN", "POSITIVE_LABEL", "PRESETS", "Preset", "build_config", "build_model", "get_preset"]
+__all__ = [
+    "LABELS",
+    "PAD_TOKEN",
+    "POSITIVE_LABEL",
+    "PRESETS",
+    "Preset",
+    "RowPooledClassifier",
+    "build_config",
+    "build_model",
+    "classifier_of",
+    "get_preset",
+    "serving_module",
+]

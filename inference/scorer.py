@@ -2,8 +2,13 @@
 
 What the worker may rely on:
 
-* :meth:`Scorer.featurize` is pure, thread-safe and cheap (a few microseconds): call it from any
-  thread. Everything else is called from one inference thread at a time.
+* :meth:`Scorer.featurize` is pure, thread-safe and cheap (a few microseconds; a few tens for a
+  history model): call it from any thread. Everything else is called from one inference thread at
+  a time.
+* A model that reads account history (:attr:`Scorer.history_spec` is not None) featurizes an event
+  against its account's :class:`~inference.history.AccountHistory` *before* the event is observed
+  into it (:func:`inference.history.replay` is the reference loop); without a history it treats the
+  account as cold. A stateless model ignores the history.
 * :meth:`Scorer.score` returns one float32 score per input, in input order. Batches are padded to
   a power-of-two bucket (static shapes: one set of kernels per bucket, no re-planning) by repeating
   the first row, so padding never widens the activation range that dynamic int8 quantizes over; a
@@ -41,7 +46,9 @@ from inference.checkpoint import DecisionThresholds, LoadedCheckpoint, RiskMetad
 from inference.cpu import default_threads
 from inference.errors import DeviceError, ScoringError
 from inference.features import Features
+from inference.history import AccountHistory
 from inference.quantize import DEFAULT_QUANTIZATION, ModelBytes, measure_bytes, quantize_model
+from inference.sequence import HistorySpec, SequenceFeaturizer
 from inference.synthetic import generate
 from schemas import TransactionEvent
 
@@ -190,7 +197,7 @@ class Scorer:
         self._configure_device(threads)
         self.threads = torch.get_num_threads()
         # Only the served copy is kept: the fp32 original is released with ``checkpoint``.
-        self._model: nn.Module = quantize_model(checkpoint.model, quantization, device)
+        self._model: nn.Module = quantize_model(checkpoint.module, quantization, device)
         metadata = checkpoint.metadata
         self._info = ModelInfo(
             name=metadata.name, version=metadata.version, quantization=quantization, device=str(device)
@@ -288,9 +295,29 @@ class Scorer:
         """Bytes of the served model's Linear weights and of the whole model."""
         return measure_bytes(self._model)
 
-    def featurize(self, event: TransactionEvent) -> Features:
-        """Token ids for ``event``; thread-safe. Raises ``FeaturizeError``."""
-        return self._featurizer.featurize(event)
+    @property
+    def history_spec(self) -> HistorySpec | None:
+        """What account history the model reads (rows, state format, capacity, TTL); None if stateless."""
+        return self._metadata.history
+
+    @property
+    def reads_history(self) -> bool:
+        return self._metadata.history is not None
+
+    @property
+    def sequence_featurizer(self) -> SequenceFeaturizer | None:
+        """The history featurizer of a history model (to featurize from parts, as evaluation does)."""
+        featurizer = self._featurizer
+        return featurizer if isinstance(featurizer, SequenceFeaturizer) else None
+
+    def featurize(self, event: TransactionEvent, history: AccountHistory | None = None) -> Features:
+        """Token ids for ``event`` (against its account's ``history`` for a history model: the state
+        *before* this event; None reads as a cold account). Thread-safe; never changes ``history``.
+        Raises ``FeaturizeError``."""
+        featurizer = self._featurizer
+        if isinstance(featurizer, SequenceFeaturizer):
+            return featurizer.featurize(event, history)
+        return featurizer.featurize(event)
 
     def bucket_for(self, count: int) -> int:
         """The smallest bucket holding ``count`` events (the largest bucket if none does)."""

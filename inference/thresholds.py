@@ -34,7 +34,7 @@ import numpy.typing as npt
 from inference.checkpoint import DecisionThresholds, RiskMetadata, write_metadata
 from inference.data import DEFAULT_LABEL_FIELD
 from inference.dataset import DEFAULT_MAX_BAD_FRACTION
-from inference.evaluate import load_evaluation_data
+from inference.evaluate import HoldoutAccounts, load_evaluation_data
 from inference.metrics import (
     OperatingPoint,
     operating_point,
@@ -199,6 +199,7 @@ def set_thresholds(
     mapping: EventMapping | None = None,
     label_field: str = DEFAULT_LABEL_FIELD,
     since: datetime | None = None,
+    accounts: HoldoutAccounts | None = None,
     quantization: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
@@ -219,7 +220,13 @@ def set_thresholds(
     metadata = scorer.metadata
     report(f"reading {Path(data).name}")
     prepared = load_evaluation_data(
-        scorer, Path(data), mapping=mapping, label_field=label_field, since=since, max_bad_fraction=max_bad_fraction
+        scorer,
+        Path(data),
+        mapping=mapping,
+        label_field=label_field,
+        since=since,
+        accounts=accounts,
+        max_bad_fraction=max_bad_fraction,
     )
     report(f"scoring {prepared.events:,} events")
     scores = np.empty(prepared.events, dtype=np.float32)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -56,10 +56,13 @@ from inference.dataset import (
     prepare_file,
 )
 from inference.features import DEFAULT_MIN_COUNT, PAD_TOKEN, Featurizer, build_feature_spec, build_tokenizer
+from inference.history import replay
 from inference.metrics import average_precision, choose_thresholds, operating_point, roc_auc
-from inference.model import POSITIVE_LABEL, Preset, build_config, build_model, get_preset
+from inference.model import POSITIVE_LABEL, Preset, build_config, build_model, get_preset, serving_module
 from inference.quantize import DEFAULT_QUANTIZATION
+from inference.sequence import Encoding, HistorySpec, SequenceFeaturizer, history_tokens
 from inference.synthetic import generate
+from inference.synthetic_history import generate_histories
 from schemas.mapping import EventMapping
 
 HOLDOUT_FRAUD_RATE = 0.01
@@ -145,9 +148,19 @@ def _lr_lambda(total_steps: int) -> Callable[[int], float]:
 @dataclass(frozen=True)
 class _FittedModel:
     model: PreTrainedModel
+    """The classifier (what is saved)."""
+    net: nn.Module
+    """What maps ids to logits (:func:`inference.model.serving_module`): the classifier, or it wrapped."""
     history: list[dict[str, float]]
     best_epoch: int
     fraud_weight: float
+
+
+def history_spec_of(recipe: Preset) -> HistorySpec | None:
+    """The account history a preset's model reads (None for a stateless preset)."""
+    if recipe.history_rows is None:
+        return None
+    return HistorySpec(rows=recipe.history_rows, encoding=cast("Encoding", recipe.history_encoding))
 
 
 def _fit_classifier(
@@ -163,14 +176,19 @@ def _fit_classifier(
     seed: int,
     report: Callable[[TrainProgress], None],
     evaluated_on: str = "holdout",
+    history_spec: HistorySpec | None = None,
 ) -> _FittedModel:
     """Train a fresh model of ``recipe`` (initialised from the global torch seed), early-stopping on
-    the AUC of ``x_eval``; returns it with the best epoch's weights, in eval mode."""
+    the AUC of ``x_eval``; returns it with the best epoch's weights, in eval mode.
+
+    ``sequence_length`` is the number of positions the transformer sees (for a ``rows``-encoded
+    history model fewer than the ids per event)."""
     config = build_config(
         recipe, vocab_size=len(vocabulary), sequence_length=sequence_length, pad_token_id=vocabulary[PAD_TOKEN]
     )
     model = build_model(config)
-    model.train()
+    net = serving_module(model, history_spec)
+    net.train()
     positives = float(y_train.sum())
     fraud_weight = math.sqrt((len(y_train) - positives) / positives)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, fraud_weight]))
@@ -187,12 +205,12 @@ def _fit_classifier(
     best_state: dict[str, torch.Tensor] = {}
     history: list[dict[str, float]] = []
     for epoch in range(1, epochs + 1):
-        model.train()
+        net.train()
         order = torch.from_numpy(shuffler.permutation(len(x_train)))
         running = 0.0
         for step in range(steps_per_epoch):
             index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-            logits = model(input_ids=inputs[index].long()).logits
+            logits = net(input_ids=inputs[index].long()).logits
             loss = loss_fn(logits, targets[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -213,7 +231,7 @@ def _fit_classifier(
                     )
                 )
         report(TrainProgress("evaluate", epoch, epochs, steps_per_epoch, steps_per_epoch, evaluated_on=evaluated_on))
-        auc = roc_auc(y_eval, predict_scores(model, x_eval))
+        auc = roc_auc(y_eval, predict_scores(net, x_eval))
         history.append({"epoch": epoch, "loss": running / steps_per_epoch, metric: auc})
         report(
             TrainProgress(
@@ -226,8 +244,8 @@ def _fit_classifier(
         elif epoch - best_epoch >= recipe.patience:
             break
     model.load_state_dict(best_state)
-    model.eval()
-    return _FittedModel(model=model, history=history, best_epoch=best_epoch, fraud_weight=fraud_weight)
+    net.eval()
+    return _FittedModel(model=model, net=net, history=history, best_epoch=best_epoch, fraud_weight=fraud_weight)
 
 
 def train(
@@ -259,15 +277,24 @@ def train(
         report(TrainProgress("data", 0, epochs, 0, 0))
         torch.manual_seed(seed)
         # Disjoint generator seeds for the two sets: other accounts and merchants in the holdout.
-        train_items = list(generate(train_count, seed=2 * seed, fraud_rate=recipe.train_fraud_rate))
-        holdout_items = list(generate(holdout_count, seed=2 * seed + 1, fraud_rate=HOLDOUT_FRAUD_RATE))
+        history = history_spec_of(recipe)
+        world = generate if history is None else generate_histories
+        train_items = list(world(train_count, seed=2 * seed, fraud_rate=recipe.train_fraud_rate))
+        holdout_items = list(world(holdout_count, seed=2 * seed + 1, fraud_rate=HOLDOUT_FRAUD_RATE))
         spec = build_feature_spec(item.event for item in train_items)
-        tokenizer = build_tokenizer(spec)
+        if history is None:
+            tokenizer = build_tokenizer(spec)
+            featurizer = Featurizer(spec, tokenizer.get_vocab())
+            x_train = featurizer.featurize_batch(item.event for item in train_items)
+            x_holdout = featurizer.featurize_batch(item.event for item in holdout_items)
+        else:
+            # Each world's events in time order, each against its account's history so far.
+            tokenizer = build_tokenizer(spec, history_tokens(spec))
+            sequences = SequenceFeaturizer(spec, history, tokenizer.get_vocab())
+            x_train = np.stack(replay([item.event for item in train_items], sequences.featurize))
+            x_holdout = np.stack(replay([item.event for item in holdout_items], sequences.featurize))
         vocabulary = tokenizer.get_vocab()
-        featurizer = Featurizer(spec, vocabulary)
-        x_train = featurizer.featurize_batch(item.event for item in train_items)
         y_train = np.array([item.is_fraud for item in train_items], dtype=np.int64)
-        x_holdout = featurizer.featurize_batch(item.event for item in holdout_items)
         y_holdout = np.array([item.is_fraud for item in holdout_items], dtype=np.int64)
         if y_train.sum() == 0 or y_holdout.sum() == 0:
             raise ValueError("too few events: the training or holdout set has no fraud; use more events")
@@ -279,13 +306,14 @@ def train(
             x_holdout,
             y_holdout,
             vocabulary,
-            spec.sequence_length,
+            spec.sequence_length if history is None else history.positions,
             epochs=epochs,
             seed=seed,
             report=report,
+            history_spec=history,
         )
         model = fitted.model
-        holdout_scores = predict_scores(model, x_holdout)
+        holdout_scores = predict_scores(fitted.net, x_holdout)
 
     auc = roc_auc(y_holdout, holdout_scores)
     ap = average_precision(y_holdout, holdout_scores)
@@ -294,6 +322,7 @@ def train(
     training: dict[str, Any] = {
         "preset": recipe.to_json(),
         "seed": seed,
+        "world": "history" if history is not None else "events",
         "train_events": train_count,
         "train_fraud_rate": recipe.train_fraud_rate,
         "train_fraud_events": int(y_train.sum()),
@@ -327,6 +356,7 @@ def train(
         positive_label=POSITIVE_LABEL,
         default_quantization=DEFAULT_QUANTIZATION,
         training=training,
+        history=history,
     )
     written = save_checkpoint(out_dir, model, tokenizer, metadata)
     return TrainResult(out_dir=Path(out_dir), metadata=written, seconds=seconds)
@@ -357,6 +387,14 @@ def train_prepared(
     x_train, y_train = prepared.inputs["train"], prepared.labels["train"]
     x_validation, y_validation = prepared.inputs["validation"], prepared.labels["validation"]
     x_holdout, y_holdout = prepared.inputs["holdout"], prepared.labels["holdout"]
+    history = prepared.history
+    if (history is not None) != recipe.reads_history or (history is not None and history != history_spec_of(recipe)):
+        raise ValueError(
+            f"preset {recipe.name!r} {'reads' if recipe.reads_history else 'does not read'} account history but "
+            f"the data was prepared {'with' if history is not None else 'without'} it"
+            + (f" ({history.rows} rows, {history.encoding})" if history is not None else "")
+            + ": prepare it for this preset"
+        )
     with _training_mode(threads):
         torch.manual_seed(seed)
         fitted = _fit_classifier(
@@ -366,15 +404,16 @@ def train_prepared(
             x_validation,
             y_validation,
             vocabulary,
-            prepared.spec.sequence_length,
+            prepared.spec.sequence_length if history is None else history.positions,
             epochs=epochs,
             seed=seed,
             report=report,
             evaluated_on="validation",
+            history_spec=history,
         )
         model = fitted.model
-        validation_scores = predict_scores(model, x_validation)
-        holdout_scores = predict_scores(model, x_holdout)
+        validation_scores = predict_scores(fitted.net, x_validation)
+        holdout_scores = predict_scores(fitted.net, x_holdout)
     choice = choose_thresholds(y_validation, validation_scores)
     thresholds = DecisionThresholds(review=choice.review, decline=choice.decline)
     on_holdout = {
@@ -423,6 +462,7 @@ def train_prepared(
         positive_label=POSITIVE_LABEL,
         default_quantization=DEFAULT_QUANTIZATION,
         training=training,
+        history=history,
     )
     written = save_checkpoint(out_dir, model, prepared.tokenizer, metadata)
     return TrainResult(out_dir=Path(out_dir), metadata=written, seconds=seconds)
@@ -461,6 +501,7 @@ def train_on_data(
     reader = RecordReader(Path(data), mapping=mapping, label_field=label_field)
     prepared = prepare_file(
         reader,
+        history=history_spec_of(get_preset(preset)),
         split=split,
         holdout_fraction=holdout_fraction,
         validation_fraction=validation_fraction,

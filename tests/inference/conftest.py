@@ -4,6 +4,9 @@
 about a second; enough for everything that does not depend on what the model learned (loading,
 corruption, scorer mechanics, quantization, CLI plumbing).
 
+``untrained_history_dir`` / ``untrained_rows_dir``: the same for a model that reads account history
+(flat and row-pooled encodings).
+
 ``trained_tiny_dir``: one ``riskstream train --preset tiny`` run shared by the whole session (about
 10-20 s on two cores); only tests marked ``slow`` use it.
 """
@@ -20,20 +23,25 @@ import torch
 from inference.checkpoint import DecisionThresholds, RiskMetadata, save_checkpoint
 from inference.features import PAD_TOKEN, Featurizer, build_feature_spec, build_tokenizer
 from inference.model import build_config, build_model, get_preset
+from inference.sequence import HistorySpec, SequenceFeaturizer, history_tokens
 from inference.synthetic import LabelledEvent, generate
+from inference.synthetic_history import generate_histories
 from inference.train import TrainResult, train
 
 
-def build_untrained_checkpoint(out_dir: Path, *, seed: int = 0, events: int = 800) -> Path:
-    """Save a randomly initialised tiny model with a real feature spec and tokenizer."""
-    items = list(generate(events, seed=seed))
+def build_untrained_checkpoint(
+    out_dir: Path, *, seed: int = 0, events: int = 800, history: HistorySpec | None = None
+) -> Path:
+    """Save a randomly initialised tiny model with a real feature spec and tokenizer (reading
+    account history as ``history`` says, when given)."""
+    items = list(generate(events, seed=seed) if history is None else generate_histories(events, seed=seed))
     spec = build_feature_spec((item.event for item in items), min_count=2)
-    tokenizer = build_tokenizer(spec)
+    tokenizer = build_tokenizer(spec) if history is None else build_tokenizer(spec, history_tokens(spec))
     vocabulary = tokenizer.get_vocab()
     config = build_config(
         get_preset("tiny"),
         vocab_size=len(vocabulary),
-        sequence_length=spec.sequence_length,
+        sequence_length=spec.sequence_length if history is None else history.positions,
         pad_token_id=vocabulary[PAD_TOKEN],
     )
     torch.manual_seed(seed)
@@ -43,15 +51,36 @@ def build_untrained_checkpoint(out_dir: Path, *, seed: int = 0, events: int = 80
         version="",
         feature_spec=spec,
         thresholds=DecisionThresholds(review=0.5, decline=0.8),
+        history=history,
     )
     save_checkpoint(out_dir, model, tokenizer, metadata)
-    Featurizer(spec, vocabulary)  # the fixture is only useful if the pair is consistent
+    # The fixture is only useful if the pair is consistent.
+    if history is None:
+        Featurizer(spec, vocabulary)
+    else:
+        SequenceFeaturizer(spec, history, vocabulary)
     return out_dir
 
 
 @pytest.fixture(scope="session")
 def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_untrained_checkpoint(tmp_path_factory.mktemp("untrained") / "model")
+
+
+@pytest.fixture(scope="session")
+def untrained_history_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny model that reads 4 history rows, flat encoding."""
+    return build_untrained_checkpoint(
+        tmp_path_factory.mktemp("untrained-history") / "model", history=HistorySpec(rows=4)
+    )
+
+
+@pytest.fixture(scope="session")
+def untrained_rows_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny model that reads 6 history rows, row-pooled (hierarchical) encoding."""
+    return build_untrained_checkpoint(
+        tmp_path_factory.mktemp("untrained-rows") / "model", history=HistorySpec(rows=6, encoding="rows")
+    )
 
 
 @pytest.fixture

@@ -295,3 +295,72 @@ def test_a_csv_without_mapping_is_a_data_error(foreign_example: Path, tmp_path: 
     )
     assert result.exit_code == 2
     assert "need a mapping" in result.output
+
+
+# --- history models ---------------------------------------------------------------------------
+
+
+def test_data_history_writes_a_time_ordered_labelled_file(tmp_path: Path) -> None:
+    from inference.data import read_labelled
+
+    result = runner.invoke(app, ["data", "history", "--out", str(tmp_path), "--events", "1500", "--fraud-rate", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert "1,500 transactions" in result.stdout
+    events, labels, _ = read_labelled(tmp_path / "transactions.jsonl")
+    assert len(events) == 1_500 and 0 < sum(labels) < 1_500
+    assert [event.event_time for event in events] == sorted(event.event_time for event in events)
+    assert all(not event.features for event in events)
+
+
+def test_evaluate_and_bench_a_history_model(untrained_history_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(untrained_history_dir),
+            "--events",
+            "3000",
+            "--variants",
+            "fp32,int8",
+            "--seconds",
+            "0.05",
+            "--buckets",
+            "8",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["source"] == {"synthetic": True, "world": "history", "seed": 1_000_003}
+    assert report["variants"]["fp32"]["max_score_diff_across_buckets"] <= 1e-5
+    bench = runner.invoke(
+        app,
+        [
+            "bench-engine",
+            "--model",
+            str(untrained_history_dir),
+            "--variants",
+            "fp32",
+            "--buckets",
+            "1,8",
+            "--seconds",
+            "0.05",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+    )
+    assert bench.exit_code == 0, bench.output
+    assert {point["batch_size"] for point in json.loads(bench.stdout)["points"]} == {1, 8}
+
+
+def test_holdout_accounts_need_data(untrained_model_dir: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--model", str(untrained_model_dir), "--holdout-accounts", "0.2"])
+    assert result.exit_code == 2
+    assert "--holdout-accounts needs --data" in result.output
+
+
+def test_train_help_lists_the_sequence_presets() -> None:
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0 and "sequence" in result.output
