@@ -720,3 +720,15 @@ def replay(
         results.append(featurize(event, history))
         history.observe(event)
     return results
+
+
+def newest_time(data: bytes | memoryview) -> int | None:
+    """The event time (epoch seconds) of the newest transaction in a serialized history, read from its
+    header without decoding the rest (what a store sweeping for expired accounts needs); None when empty.
+
+    :class:`HistoryFormatError` for another format version or bytes too short for the header.
+    """
+    if not data or data[0] != HISTORY_FORMAT_VERSION or len(data) < _HEADER.size:
+        raise HistoryFormatError("not an account history of this format version")
+    _, _, base, newest, _, observed, _, _ = _HEADER.unpack_from(data, 0)
+    return int(base + newest) if observed else None

@@ -357,3 +357,18 @@ def serving_model() -> Path:
 
         train(target, preset="tiny", seed=0)
     return target
+
+
+@pytest.fixture(scope="session")
+def serving_history_model() -> Path:
+    """A ``riskstream train --preset tiny-sequence`` checkpoint: a model that reads account history,
+    so the worker keeps state (``worker.state``). Cached like :func:`serving_model`."""
+    override = os.environ.get("RISKSTREAM_TEST_HISTORY_MODEL_DIR")
+    if override:
+        return Path(override)
+    target = MODEL_CACHE / f"tiny-sequence-{_inference_source_digest()}"
+    if not (target / "riskstream.json").exists():
+        from inference.train import train
+
+        train(target, preset="tiny-sequence", seed=0)
+    return target

@@ -13,6 +13,7 @@ at-least-once then replays the uncommitted tail, exactly-once aborts the open tr
 from __future__ import annotations
 
 import gc
+import json
 import os
 import queue
 import signal
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import kafka.errors as kafka_errors
@@ -31,20 +33,21 @@ from worker.admission import AdmissionController
 from worker.batcher import BatchPolicy, LatencyBudgetBatcher, PublishLatency, ServiceTimeEstimator
 from worker.decoding import Decoder, decoder_for
 from worker.engine import LoadedEngine, MemorySampler, ModelIdentity, load_engine
-from worker.errors import EXIT_ABORTED, EXIT_FAILED, EXIT_FENCED, EXIT_OK, FencedError, WorkerError
+from worker.errors import EXIT_ABORTED, EXIT_FAILED, EXIT_FENCED, EXIT_OK, ConfigError, FencedError, WorkerError
 from worker.guarantee import guarantee_for
 from worker.health import HealthServer
-from worker.kafka_clients import build_consumer, leave_group_on_close
+from worker.kafka_clients import build_consumer, build_restore_consumer, leave_group_on_close
 from worker.memory import MemoryWatch, PressureWindow
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
-from worker.preflight import TopicLayout, preflight
+from worker.preflight import TopicLayout, changelog_topic, preflight
 from worker.publisher import OutcomeWriter, PublishContext, Publisher
 from worker.records import ConsumedRecord, ScoredBatch
 from worker.scaling import ScalingReporter
 from worker.scoring import ScoringStage
 from worker.settings import Settings
 from worker.source import Source
+from worker.state import StateStore, store_directory
 
 log = structlog.get_logger("riskstream.worker")
 
@@ -135,6 +138,9 @@ class Worker:
             return False, "shutting down"
         if not self.ready.is_set() or self.source is None:
             return False, "starting: loading and warming up the model"
+        restoring = self.source.restoring
+        if restoring:
+            return False, f"restoring: account state of {restoring} partitions"
         assigned = len(self.source.assigned)
         return True, f"ready: {assigned} partitions assigned" if assigned else "ready: awaiting assignment"
 
@@ -158,7 +164,7 @@ class Worker:
         try:
             # Checks that fail fast (the mapping, credentials, TLS, topics) run before the model is loaded.
             self._decoder = decoder_for(s)
-            layout = preflight(s)
+            layout = preflight(s, state=state_wanted(s))
             if self._loaded is None:
                 self._loaded = load_engine(s)
             return self._run(self._loaded, layout)
@@ -281,6 +287,8 @@ class Worker:
         scoring.thread.join(timeout=5.0)
         publisher.thread.join(timeout=5.0)
         publisher.close(max(1.0, deadline - time.monotonic()))
+        if pipeline.state is not None:
+            pipeline.state.close()  # what was committed is in the local stores
         log.info("worker stopped", drained=drained, in_flight=self.tracker.pending())
 
 
@@ -298,6 +306,7 @@ class Pipeline:
     scoring: ScoringStage
     publisher: Publisher
     scaling: ScalingReporter
+    state: StateStore | None = None
 
 
 def build_pipeline(
@@ -323,6 +332,7 @@ def build_pipeline(
     metrics.model_info.labels(info.name, info.version, info.quantization, info.device).set(1)
     tracker = tracker if tracker is not None else OffsetTracker()
     consumer = consumer if consumer is not None else build_consumer(s)
+    state = build_state(s, loaded, metrics)
     budget_s = s.batching.latency_budget_ms / 1000
     inbox: queue.SimpleQueue[ConsumedRecord] = queue.SimpleQueue()
     outbox: queue.SimpleQueue[ScoredBatch] = queue.SimpleQueue()
@@ -360,6 +370,7 @@ def build_pipeline(
         passthrough_headers=s.producer.passthrough_headers,
         undecodable_batch=s.consumer.undecodable_batch,
         decoder=decoder if decoder is not None else decoder_for(s),
+        state=state,
     )
     service_time = ServiceTimeEstimator(loaded.service_times)
     publish_latency = PublishLatency()
@@ -401,6 +412,7 @@ def build_pipeline(
             request_rewind=source.request_rewind,
             publish_latency=publish_latency,
             group_metadata=source.group_metadata_for,
+            state=state,
         )
     )
     scaling = ScalingReporter(
@@ -410,4 +422,51 @@ def build_pipeline(
         buckets=lambda: tuple(b for b in engine.buckets if b <= memory.batch_cap()),
         latency_budget_s=budget_s,
     )
-    return Pipeline(info, consumer, tracker, source, scoring, publisher, scaling)
+    return Pipeline(info, consumer, tracker, source, scoring, publisher, scaling, state)
+
+
+def model_reads_history(model_dir: Path) -> bool:
+    """Whether the checkpoint's ``riskstream.json`` has a ``history`` section (read without torch)."""
+    try:
+        metadata = json.loads((model_dir / "riskstream.json").read_text())
+    except (OSError, ValueError):
+        return False  # no readable checkpoint: loading the model says what is wrong
+    return isinstance(metadata, dict) and metadata.get("history") is not None
+
+
+def state_wanted(settings: Settings) -> bool:
+    """Whether this worker keeps account state (``state.enabled``; auto: when the model reads history)."""
+    mode = settings.state.enabled
+    if mode == "off":
+        return False
+    reads = model_reads_history(settings.model.dir)
+    if mode == "on" and not reads:
+        raise ConfigError(
+            f"RISKSTREAM_STATE__ENABLED=on, but the model at {settings.model.dir} does not read account "
+            "history: serve a sequence model, or set it to auto"
+        )
+    return reads
+
+
+def build_state(settings: Settings, loaded: LoadedEngine, metrics: WorkerMetrics) -> StateStore | None:
+    """The account state of a model that reads history (None for a stateless model, or when turned off)."""
+    spec = loaded.engine.history_spec
+    if spec is None:
+        return None
+    s = settings
+    if s.state.enabled == "off":
+        log.warning("state is off: the history model scores every account as a new one (cold)")
+        return None
+    return StateStore(
+        changelog_topic=changelog_topic(s),
+        directory=store_directory(s.state.dir, s.group_id),
+        capacity=spec.capacity,
+        ttl_s=spec.ttl_s,
+        key_secret=s.state.key_secret.get_secret_value().encode(),
+        consumer_factory=lambda: build_restore_consumer(s),
+        metrics=metrics,
+        cache_accounts=s.state.cache_accounts,
+        map_size=int(s.state.max_partition_bytes),
+        state_format=spec.state_version,
+        expire_interval_s=s.state.expire_interval_s,
+    )

@@ -15,6 +15,7 @@ Stages:
 ``decode``         size checks, JSON parsing and schema validation (``schemas.decode``)
 ``pan_scan``       looking for card numbers in identifier fields (the free-text scan is in decode)
 ``featurize``      event -> token ids
+``state``          reading an account's history and applying the event to it (behavioural state)
 ``batching``       the scoring thread's own work around the model: taking records, closing batches
 ``inference``      the model's forward passes (``ScoringEngine.score``)
 ``encode``         scores and dead letters -> wire records (``OutcomeWriter``)
@@ -43,6 +44,7 @@ STAGES = (
     "decode",
     "pan_scan",
     "featurize",
+    "state",
     "batching",
     "inference",
     "encode",

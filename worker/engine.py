@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,10 @@ import numpy.typing as npt
 from schemas import Decision, TransactionEvent
 from worker.errors import ModelUnavailableError
 from worker.settings import Settings
+
+if TYPE_CHECKING:  # the worker imports torch only when it loads a model
+    from inference.history import AccountHistory
+    from inference.sequence import HistorySpec
 
 MemorySampler = Callable[[], tuple[int, int]]
 """Returns (free_bytes, total_bytes) of the scoring device."""
@@ -52,8 +56,15 @@ class ScoringEngine(Protocol):
     @property
     def buckets(self) -> tuple[int, ...]: ...
 
-    def featurize(self, event: TransactionEvent) -> Any:
-        """Thread-safe; runs on the poll thread. May raise for an event it cannot featurize."""
+    @property
+    def history_spec(self) -> HistorySpec | None:
+        """What account history the model reads (:mod:`worker.state` keeps it); None if stateless."""
+        ...
+
+    def featurize(self, event: TransactionEvent, history: AccountHistory | None = None) -> Any:
+        """Thread-safe; runs on the poll thread. ``history``: the account's state *before* the event
+        (a history model; None reads as a cold account). Never changes it. May raise for an event it
+        cannot featurize."""
         ...
 
     def score(self, batch: Sequence[Any]) -> BatchResult:
@@ -95,8 +106,12 @@ class SlowedEngine:
     def buckets(self) -> tuple[int, ...]:
         return self._inner.buckets
 
-    def featurize(self, event: TransactionEvent) -> Any:
-        return self._inner.featurize(event)
+    @property
+    def history_spec(self) -> HistorySpec | None:
+        return self._inner.history_spec
+
+    def featurize(self, event: TransactionEvent, history: AccountHistory | None = None) -> Any:
+        return self._inner.featurize(event, history)
 
     def score(self, batch: Sequence[Any]) -> BatchResult:
         if self._clock() < self._until:

@@ -16,6 +16,8 @@ on revoke                  drain, commit the watermark, abandon the rest  drain;
 after a failed publish     rewind to the first unacknowledged offset      abort, new producer, rewind to the last commit
 shutdown                   drain, final commit of the watermark           drain (each step already committed)
 zombie                     duplicates at worst                            fenced by producer epoch or generation: exit 3
+account state (changelog)  written and acknowledged before any outcome    in the same transaction as the scores and
+                           of the step counts as done                     the offsets
 =========================  =============================================  ============================================
 
 The worker chooses once, at construction (:func:`guarantee_for`); nothing else branches on it.
@@ -37,6 +39,7 @@ from worker.kafka_clients import build_producer, fence_instead_of_bumping_epoch,
 from worker.publisher import Outgoing, PublishContext, Publisher
 from worker.records import ScoredBatch
 from worker.settings import Settings
+from worker.state import ChangelogRecord
 
 log = structlog.get_logger("riskstream.publisher")
 
@@ -54,11 +57,13 @@ class AtLeastOnce(Publisher):
        rebalance or a rewind and is dropped: its records are being replayed);
     2. if the last step failed, abort that producer and start a new one (nothing queued in the old
        one may reach the broker after the failure);
-    3. send each batch's scores and dead letters; stop at the first send that comes back failed (an
+    3. send the step's account states to the changelog (:mod:`worker.state`), then each batch's
+       scores and dead letters; stop at the first send that comes back failed (an
        already failed future, or an errback that halts the producer's sender before it drains the
        next batch of the partition);
-    4. wait for every acknowledgement; each acknowledged record marks its input offset done in the
-       offset tracker;
+    4. wait for every acknowledgement, the changelog's first: if any account state was not written,
+       no outcome of the step counts; otherwise each acknowledged record marks its input offset done
+       in the offset tracker;
     5. on a failure: ask the poll loop to rewind (replay from the first unacknowledged offset) and
        mark this epoch stale, so nothing published after the failed record can overtake its replay.
 
@@ -100,33 +105,43 @@ class AtLeastOnce(Publisher):
         with costs.measure("encode"):
             now = datetime.now(UTC)
             items = [item for b in live for item in self._writer.write(b, now)]
+            changelog = self._changelog(live)
         halt = halt_on_failure(self._producer)
         sent_at = time.time()
-        sent: list[tuple[Outgoing, Any]] = []
         failure: BaseException | None = None
         produce_started = time.thread_time()
-        for item in items:
-            try:
-                future = self._producer.send(
-                    item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
-                )
-            except kafka_errors.KafkaError as exc:
-                failure = exc
-            else:
-                # kafka-python hands back an already failed future when the topic's metadata cannot
-                # be had (not authorized, for one) instead of raising. Sending on past it would let
-                # a later record of the same key through once the topic is writable again.
-                if future.is_done and future.failed():
-                    failure = future.exception
-                else:
-                    future.add_errback(halt)
-                    sent.append((item, future))
+        # The changelog records go first; an outcome counts as done only once they are all written.
+        state_sent: list[tuple[ChangelogRecord, Any]] = []
+        for change in changelog:
+            future, failure = self._send(change.topic, change.value, change.key, change.headers, change.partition, halt)
+            if failure is not None:
+                self._failed(failure, None, epoch)
+                break
+            state_sent.append((change, future))
+        sent: list[tuple[Outgoing, Any]] = []
+        for item in items if failure is None else ():
+            future, failure = self._send(item.topic, item.value, item.key, item.headers, item.partition, halt)
             if failure is not None:
                 self._failed(failure, item, epoch)
                 break
+            sent.append((item, future))
         costs.add("produce", time.thread_time() - produce_started)
         acks_started = time.thread_time()
         deadline = time.monotonic() + _ACK_TIMEOUT_S
+        state_written = True
+        for change, future in state_sent:
+            try:
+                metadata = future.get(timeout=max(0.001, deadline - time.monotonic()))
+            except kafka_errors.KafkaError as exc:
+                state_written = False
+                if failure is None:
+                    failure = exc
+                    self._failed(exc, None, epoch)
+                continue
+            if self._state is not None:
+                self._state.written(change, metadata.offset)
+        if not state_written:
+            sent = []  # a state write failed: no outcome of this step may count as done
         for item, future in sent:
             try:
                 future.get(timeout=max(0.001, deadline - time.monotonic()))
@@ -145,6 +160,22 @@ class AtLeastOnce(Publisher):
             elapsed = time.time() - sent_at
             self._metrics.publish.observe(elapsed)
             self._publish_latency.observe(elapsed)
+
+    def _send(
+        self, topic: str, value: bytes | None, key: bytes | None, headers: Any, partition: int | None, halt: Any
+    ) -> tuple[Any, BaseException | None]:
+        """Send one record; (its future, None), or (None, the failure) when it failed at once."""
+        try:
+            future = self._producer.send(topic, value=value, key=key, headers=headers, partition=partition)
+        except kafka_errors.KafkaError as exc:
+            return None, exc
+        # kafka-python hands back an already failed future when the topic's metadata cannot be had
+        # (not authorized, for one) instead of raising. Sending on past it would let a later record
+        # of the same key through once the topic is writable again.
+        if future.is_done and future.failed():
+            return None, future.exception
+        future.add_errback(halt)
+        return future, None
 
     def _failed(self, exc: BaseException, item: Outgoing | None, epoch: int) -> None:
         self._stale_below = epoch + 1
@@ -165,12 +196,14 @@ class ExactlyOnce(Publisher):
     1. take every scored batch of the current epoch, and the consumer-group metadata of the
        generation that consumed it (none: the generation is gone, the batch is dropped and replayed);
     2. ``begin_transaction``;
-    3. send each batch's scores and dead letters;
+    3. send the step's account states to the changelog (:mod:`worker.state`), then each batch's
+       scores and dead letters;
     4. ``send_offsets_to_transaction`` with one past each input offset and the pinned group metadata
        (KIP-447: the broker fences the commit of a stale generation), while the records are in flight;
     5. wait for every acknowledgement (the commit must never cover an offset whose outcome is not
        written), and check the producer's epoch did not change under the transaction;
-    6. ``commit_transaction``; then mark the records done in the offset tracker.
+    6. ``commit_transaction``; then mark the records done in the offset tracker and fold the account
+       states into the local store.
 
     Any failure aborts: first with the current epoch (a zombie learns here that it is fenced), then by
     starting a new producer, whose ``init_transactions`` aborts whatever the old one left open; the
@@ -221,6 +254,7 @@ class ExactlyOnce(Publisher):
         with costs.measure("encode"):
             now = datetime.now(UTC)
             items = [item for b in batches for item in self._writer.write(b, now)]
+            changelog = self._changelog(batches)
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for item in items:
             tp = item.source.tp
@@ -234,6 +268,8 @@ class ExactlyOnce(Publisher):
                 self._producer.begin_transaction()
                 identity = self._producer_identity()
             with costs.measure("produce"):
+                # The account states join the transaction with the scores and the offsets.
+                state_futures = self._send_changelog(changelog)
                 futures = [
                     self._producer.send(
                         item.topic, value=item.value, key=item.key, headers=item.headers, partition=item.partition
@@ -253,6 +289,7 @@ class ExactlyOnce(Publisher):
             # that into an abort.)
             with costs.measure("acks"):
                 deadline = time.monotonic() + _ACK_TIMEOUT_S
+                written = [future.get(timeout=max(0.001, deadline - time.monotonic())) for future in state_futures]
                 for future in futures:
                     future.get(timeout=max(0.001, deadline - time.monotonic()))
             acknowledged = time.perf_counter()
@@ -272,6 +309,10 @@ class ExactlyOnce(Publisher):
                 self._abort(exc)
             self._request_rewind("transaction_aborted")
             return
+        if self._state is not None:
+            for change, metadata in zip(changelog, written, strict=True):
+                self._state.written(change, metadata.offset)
+            self._state.commit({tp: committed.offset for tp, committed in offsets.items()})
         elapsed = time.perf_counter() - started
         self._metrics.commit_latency.observe(elapsed)
         self._metrics.publish.observe(elapsed)

@@ -166,6 +166,19 @@ def leave_group_on_close(consumer: KafkaConsumer) -> None:
         coordinator.is_dynamic_member = lambda: True
 
 
+def build_restore_consumer(settings: Settings) -> KafkaConsumer:
+    """A group-less ``read_committed`` consumer that reads a state changelog (``worker.state``)."""
+    annotate_undecodable_batches()
+    return KafkaConsumer(
+        **connection_config(settings.kafka),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+    )
+
+
 def consumer_config(settings: Settings) -> dict[str, Any]:
     """kafka-python options of the worker's consumer."""
     c = settings.consumer

@@ -129,6 +129,42 @@ class WorkerMetrics:
             registry=r,
         )
         self.commits = Counter("riskstream_commits_total", "Successful offset/transaction commits.", registry=r)
+        self.state_accounts = Gauge(
+            "riskstream_state_accounts",
+            "Accounts with a history, per input partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.state_bytes = Gauge(
+            "riskstream_state_bytes",
+            "Bytes of the local state store (LMDB pages in use), per input partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.state_restore_seconds = Histogram(
+            "riskstream_state_restore_seconds",
+            "Time to restore a partition's state from its changelog.",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+            registry=r,
+        )
+        self.state_restored_records = Counter(
+            "riskstream_state_restored_records_total", "Changelog records read by restores.", registry=r
+        )
+        self.state_expired = Counter(
+            "riskstream_state_expired_total", "Accounts dropped after their time to live (tombstoned).", registry=r
+        )
+        self.state_restore_rate = Gauge(
+            "riskstream_state_restore_records_per_second",
+            "Changelog records per second of the partition's last restore.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.state_writes = Counter(
+            "riskstream_state_changelog_records_total", "Account states written to the changelog.", registry=r
+        )
+        self.state_restoring = Gauge(
+            "riskstream_state_restoring_partitions", "Partitions held while their state is restored.", registry=r
+        )
         self.transaction_phase = Histogram(
             "riskstream_transaction_phase_seconds",
             "Exactly-once: time per phase of a transaction step (send, add_offsets, acks, end_txn).",

@@ -230,7 +230,56 @@ def _partition_counts(settings: Settings, names: list[str], found: dict[str, Any
     return counts
 
 
-def preflight(settings: Settings) -> TopicLayout:
-    """Both checks, in order; see the module docstring."""
+def changelog_topic(settings: Settings) -> str:
+    return settings.state.changelog_topic or f"{settings.topics.input}.state"
+
+
+def check_changelog(settings: Settings, input_partitions: int) -> None:
+    """The state changelog must be compacted and have the input's partition count (created when allowed)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    name = changelog_topic(settings)
+    with quiet_kafka_logs():
+        admin = build_admin(settings)
+        try:
+            entry = next(iter(admin.describe_topics([name])), None)
+            code = entry["error_code"] if entry is not None else _UNKNOWN_TOPIC
+            if code == _UNKNOWN_TOPIC:
+                if not settings.topics.create_missing:
+                    raise TopicError(
+                        f"state changelog topic {name!r} does not exist: create it compacted "
+                        f"(cleanup.policy=compact) with {input_partitions} partitions, or set "
+                        "RISKSTREAM_TOPICS__CREATE_MISSING=true"
+                    )
+                spec = {"num_partitions": input_partitions, "replication_factor": -1,
+                        "configs": {"cleanup.policy": "compact"}}  # fmt: skip
+                with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
+                    admin.create_topics({name: spec}, wait_for_metadata=True)
+                log.info("created the state changelog topic", topic=name, partitions=input_partitions)
+                return
+            if code != 0:
+                raise TopicError(
+                    f"state changelog topic {name!r} cannot be described: {kafka_errors.for_code(code).__name__}"
+                )
+            partitions = len(entry["partitions"]) if entry is not None else 0
+            resource = ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None})
+            configs = admin.describe_configs([resource], config_filter="all")
+            policy = str(configs.get("topic", {}).get(name, {}).get("cleanup.policy", {}).get("value", ""))
+        finally:
+            admin.close()
+    problems = []
+    if partitions != input_partitions:
+        problems.append(f"{partitions} partitions, not the input's {input_partitions}")
+    if "compact" not in policy.split(","):
+        problems.append(f"cleanup.policy={policy or 'delete'}, not compact")
+    if problems:
+        raise TopicError(f"state changelog topic {name!r} does not fit: {'; '.join(problems)}")
+
+
+def preflight(settings: Settings, *, state: bool = False) -> TopicLayout:
+    """The checks, in order; see the module docstring. ``state``: the changelog too."""
     check_connection(settings.kafka)
-    return check_topics(settings)
+    layout = check_topics(settings)
+    if state:
+        check_changelog(settings, layout.input_partitions)
+    return layout

@@ -27,6 +27,7 @@ from worker.kafka_clients import abort_producer
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
 from worker.records import ConsumedRecord, ScoredBatch
+from worker.state import ChangelogRecord, StateStore
 
 log = structlog.get_logger("riskstream.publisher")
 
@@ -186,6 +187,8 @@ class PublishContext:
     """Fed with each step's broker round trip; the batcher leaves room for it in the budget."""
     group_metadata: Callable[[int], Any | None]
     """The consumer-group generation that consumed an epoch's records (exactly-once commits with it)."""
+    state: StateStore | None = None
+    """Behavioural state (a history model): its changelog records go out with each step."""
 
 
 class Publisher:
@@ -210,6 +213,7 @@ class Publisher:
         self._budget_s = context.latency_budget_s
         self._request_rewind = context.request_rewind
         self._publish_latency = context.publish_latency
+        self._state = context.state
         self._stop = threading.Event()
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="riskstream-publisher", daemon=True)
@@ -276,6 +280,18 @@ class Publisher:
             batches.append(more)
             records += len(more.records)
         return batches
+
+    def _changelog(self, batches: list[ScoredBatch]) -> list[ChangelogRecord]:
+        """The step's changelog records (none without behavioural state)."""
+        if self._state is None:
+            return []
+        return self._state.records([record for batch in batches for record in batch.records])
+
+    def _send_changelog(self, records: list[ChangelogRecord]) -> list[Any]:
+        return [
+            self._producer.send(r.topic, value=r.value, key=r.key, headers=r.headers, partition=r.partition)
+            for r in records
+        ]
 
     def _settled(self, item: Outgoing, epoch: int, now: float) -> None:
         """The input record of ``item`` is done: count it once, in the epoch it belongs to."""

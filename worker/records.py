@@ -10,6 +10,7 @@ import numpy.typing as npt
 from kafka.structs import TopicPartition
 
 from schemas import ErrorKind, TransactionEvent
+from worker.state import StateUpdate
 
 
 @dataclass(slots=True)
@@ -31,6 +32,8 @@ class ConsumedRecord:
     """Kept only for records that become dead letters (their redacted payload)."""
     error_kind: ErrorKind | None = None
     error: str | None = None
+    state_update: StateUpdate | None = None
+    """The account's state after this event, for the changelog (None: no state kept, or already counted)."""
 
     @property
     def event_time_s(self) -> float:

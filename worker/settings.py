@@ -118,6 +118,24 @@ class InputSettings(Section):
         return self
 
 
+class StateSettings(Section):
+    enabled: Literal["auto", "on", "off"] = "auto"
+    """Per-account history in the stream: auto = when the model reads history (a sequence model)."""
+    changelog_topic: str | None = None
+    """Compacted topic with the latest state of every account (default: <input topic>.state); same partitions."""
+    key_secret: SecretStr = SecretStr("riskstream-state")
+    """Keys the digest that replaces an account id holding a card number in the changelog. Set a secret."""
+    dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "riskstream" / "state")
+    """Local stores (LMDB, one folder per partition): on a volume that outlives the process, a restart
+    reads only the changelog's tail; anywhere else (an emptyDir) it reads the whole changelog."""
+    cache_accounts: int = Field(default=100_000, ge=1)
+    """Decoded account histories kept in memory per partition (the rest are read from the store)."""
+    max_partition_bytes: ByteSize = ByteSize(64 << 30)
+    """Largest local store of one partition (LMDB map size: address space, not memory)."""
+    expire_interval_s: float = Field(default=60.0, gt=0)
+    """How often a sweep for accounts idle longer than the model's TTL starts (they are tombstoned)."""
+
+
 class BatchingSettings(Section):
     latency_budget_ms: float = Field(default=50.0, gt=0, le=60_000)
     """Event (Kafka CreateTime) to published score. Batches close early enough to meet it."""
@@ -260,6 +278,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     input: InputSettings = InputSettings()
+    state: StateSettings = StateSettings()
     group_id: str = "riskstream"
     """Consumer group shared by all workers of one deployment."""
     worker_id: str = Field(default_factory=_default_worker_id, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}$")

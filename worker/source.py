@@ -32,7 +32,7 @@ from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from schemas import DecodeError, ErrorKind, decode
+from schemas import DecodeError, ErrorKind, TransactionEvent, decode
 from schemas.decode import identifier_fields_with_pan
 from schemas.redaction import redact_text
 from worker.admission import AdmissionController
@@ -43,6 +43,7 @@ from worker.kafka_clients import UNDECODABLE_ERRORS, undecodable_position
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
 from worker.records import ConsumedRecord
+from worker.state import StateStore
 
 log = structlog.get_logger("riskstream.source")
 
@@ -74,6 +75,7 @@ class Source:
         passthrough_headers: tuple[str, ...] = (),
         undecodable_batch: Literal["dead_letter", "stop"] = "dead_letter",
         decoder: Decoder | None = None,
+        state: StateStore | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -97,7 +99,8 @@ class Source:
         self._decode: Decoder = decoder or (lambda value: decode(value, max_bytes=max_event_bytes))
         self._clock = clock
         self._monotonic = monotonic
-        self._cpu = {"decode": 0.0, "pan_scan": 0.0, "featurize": 0.0}
+        self._cpu = {"decode": 0.0, "pan_scan": 0.0, "featurize": 0.0, "state": 0.0}
+        self._state = state
         self._rewind_lock = threading.Lock()
         self._rewind_cause: str | None = None
         self._rewinds_in_a_row = 0
@@ -171,6 +174,10 @@ class Source:
         if now >= self._next_lag:
             self._update_lag()
             self._next_lag = now + _LAG_INTERVAL_S
+        if self._state is not None:
+            state_started = time.thread_time()
+            self._state.tick()  # a failed restore surfaces here; idle accounts are swept a chunk at a time
+            self._cpu["state"] += time.thread_time() - state_started
         self._metrics.in_flight.set(self._tracker.pending())
         self._metrics.last_progress.set(time.time())
         self.last_progress = time.monotonic()
@@ -227,14 +234,38 @@ class Source:
             scanned_at = time.thread_time()
             self._cpu["pan_scan"] += scanned_at - decoded_at
             try:
-                consumed.features = self._engine.featurize(decoded)
-                consumed.event = decoded
+                self._featurize(tp, record.offset, decoded, consumed, scanned_at)
             except Exception as exc:  # a featurizer bug must cost one record, never the partition
                 consumed.error_kind = ErrorKind.FEATURIZE_FAILED
                 consumed.error = f"featurize failed: {type(exc).__name__}"
                 log.warning("featurize failed", where=consumed.where(), error=type(exc).__name__)
-            self._cpu["featurize"] += time.thread_time() - scanned_at
         self._outbox.put(consumed)
+
+    @property
+    def restoring(self) -> int:
+        """Partitions held while their account state is restored (0 without state)."""
+        return len(self._state.restoring()) if self._state is not None else 0
+
+    def _featurize(
+        self, tp: TopicPartition, offset: int, event: TransactionEvent, consumed: ConsumedRecord, started: float
+    ) -> None:
+        """Token ids for ``event``; with behavioural state, against its account's history *before* it,
+        which the event is then applied to (in offset order: the next event of the account sees it)."""
+        partition = self._state.partition(tp) if self._state is not None else None
+        if partition is None or self._state is None:
+            consumed.features = self._engine.featurize(event)
+            consumed.event = event
+            self._cpu["featurize"] += time.thread_time() - started
+            return
+        key = self._state.key(event.account_id)
+        reflected, history = partition.history(key)
+        read_at = time.thread_time()
+        consumed.features = self._engine.featurize(event, history)
+        featurized_at = time.thread_time()
+        consumed.state_update = partition.apply(key, history, event, offset, reflected)
+        consumed.event = event
+        self._cpu["featurize"] += featurized_at - read_at
+        self._cpu["state"] += read_at - started + time.thread_time() - featurized_at
 
     def _skip_undecodable(self, exc: BaseException) -> None:
         """A record batch poll() could not decode: dead-letter its offsets and go past it, or stop.
@@ -282,14 +313,16 @@ class Source:
         )
         assignment = self._consumer.assignment()
         hold = state.paused or self._stopping.is_set() or now < self._resume_at
-        if hold:
-            to_pause = [tp for tp in assignment if tp not in self._consumer.paused()]
-            if to_pause:
-                self._consumer.pause(*to_pause)
-        else:
-            paused = list(self._consumer.paused())
-            if paused:
-                self._consumer.resume(*paused)
+        # A partition whose account state is still being restored is held whatever the load.
+        restoring = set(self._state.restoring()) if self._state is not None else set()
+        self._metrics.state_restoring.set(len(restoring))
+        paused = self._consumer.paused()
+        to_pause = [tp for tp in assignment if (hold or tp in restoring) and tp not in paused]
+        if to_pause:
+            self._consumer.pause(*to_pause)
+        to_resume = [] if hold else [tp for tp in paused if tp not in restoring]
+        if to_resume:
+            self._consumer.resume(*to_resume)
         if state.changed:
             if state.paused:
                 self._metrics.pauses.labels(state.reason or "unknown").inc()
@@ -313,6 +346,8 @@ class Source:
         self.commit()  # keep what is contiguously done, so the replay is as short as possible
         points = self._tracker.replay_points()
         epoch = self._tracker.reset()
+        if self._state is not None:
+            self._state.rollback()  # the replay starts again from the committed account states
         if self._epoch_metadata is not None:  # same generation, new epoch
             self._epoch_metadata = (epoch, self._epoch_metadata[1])
         assignment = self._consumer.assignment()
@@ -382,6 +417,8 @@ class Source:
             log.warning("offset commit failed; will retry", error=type(exc).__name__)
 
     def _committed(self, offsets: dict[TopicPartition, int], started: float) -> None:
+        if self._state is not None:
+            self._state.commit(offsets)
         self._metrics.commit_latency.observe(time.perf_counter() - started)
         self._metrics.commits.inc()
         self._tracker.mark_committed(offsets)
@@ -423,6 +460,10 @@ class Source:
         offsets = self._tracker.committable() if self._commits_offsets else {}
         self._seek_on_assign = self._tracker.replay_points()
         self._tracker.reset()
+        if self._state is not None:
+            # The next owner (this worker again, perhaps) restores them from the changelog.
+            self._state.rollback()
+            self._state.revoke(revoked)
         if revoked:
             self._metrics.rebalances.inc()
         log.info(
@@ -440,6 +481,10 @@ class Source:
                 self._consumer.seek(tp, offset)
         self._seek_on_assign = {}
         self._epoch_metadata = (self._tracker.epoch, self._consumer.group_metadata())
+        if self._state is not None and assigned:
+            # Paused before this poll fetches anything for them: held until their state is restored.
+            self._consumer.pause(*assigned)
+            self._state.assign(assigned)
         self.assigned = frozenset(assigned)
         self.ever_assigned.set()
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
@@ -447,6 +492,9 @@ class Source:
     def on_lost(self, lost: set[TopicPartition]) -> None:
         self._epoch_metadata = None
         self._tracker.reset()
+        if self._state is not None:
+            self._state.rollback()
+            self._state.revoke(lost)
         self._seek_on_assign = {}
         self.assigned = frozenset()
         log.warning("partitions lost (evicted from the group); in-flight work abandoned", partitions=len(lost))

@@ -59,7 +59,9 @@ class FakeEngine:
         self.delay_s = delay_s
         self.batches: list[int] = []
 
-    def featurize(self, event: TransactionEvent) -> float:
+    history_spec = None
+
+    def featurize(self, event: TransactionEvent, history: object = None) -> float:
         digest = hashlib.blake2b(event.transaction_id.encode(), digest_size=4).digest()
         return int.from_bytes(digest, "big") / 2**32
 
