@@ -301,6 +301,14 @@ def demo(
         Path | None,
         typer.Option("--model", help="Checkpoint directory (default: the cached default model, trained if missing)."),
     ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset",
+            help="Without --model: the cached model's preset, trained if missing (sequence: a model that "
+            "reads account history; the panel shows the worker's account state).",
+        ),
+    ] = "default",
     fraud_rate: Annotated[float, typer.Option("--fraud-rate", min=0, max=1, help="Share of fraud events.")] = 0.01,
     poison_rate: Annotated[
         float, typer.Option("--poison-rate", min=0, max=1, help="Share of deliberately invalid records.")
@@ -323,6 +331,7 @@ def demo(
         fraud_rate=fraud_rate,
         poison_rate=poison_rate,
         model=model,
+        preset=preset,
         config=config,
         seed=seed,
     )

@@ -162,6 +162,11 @@ class WorkerMetrics:
         self.state_writes = Counter(
             "riskstream_state_changelog_records_total", "Account states written to the changelog.", registry=r
         )
+        self.state_unkeyed = Counter(
+            "riskstream_state_unkeyed_records_total",
+            "Records whose Kafka key is not their account_id (account state needs the input keyed by it).",
+            registry=r,
+        )
         self.state_restoring = Gauge(
             "riskstream_state_restoring_partitions", "Partitions held while their state is restored.", registry=r
         )

@@ -101,6 +101,7 @@ class Source:
         self._monotonic = monotonic
         self._cpu = {"decode": 0.0, "pan_scan": 0.0, "featurize": 0.0, "state": 0.0}
         self._state = state
+        self._warned_key = False
         self._rewind_lock = threading.Lock()
         self._rewind_cause: str | None = None
         self._rewinds_in_a_row = 0
@@ -257,6 +258,16 @@ class Source:
             consumed.event = event
             self._cpu["featurize"] += time.thread_time() - started
             return
+        if consumed.key != event.account_id.encode():
+            # The state of an account is only whole if all its events come to one partition.
+            self._metrics.state_unkeyed.inc()
+        if consumed.key != event.account_id.encode() and not self._warned_key:
+            self._warned_key = True
+            log.warning(
+                "an input record is not keyed by its account_id: account state needs every event of an "
+                "account on one partition (key the input topic by account_id)",
+                where=consumed.where(),
+            )
         key = self._state.key(event.account_id)
         reflected, history = partition.history(key)
         read_at = time.thread_time()

@@ -23,6 +23,7 @@ from kafka.structs import TopicPartition
 from tests.worker.harness import Topics
 from worker.tools.kit import WorkerProcess
 from worker.tools.produce import send_paced, synthetic_events
+from worker.tools.state_check import StateReport, check_state
 from worker.tools.verify import VerifyReport, committed_behind, outcome_counts, verify
 
 
@@ -172,8 +173,12 @@ class Scenario:
         poison_rate: float = 0.01,
         seed: int = 0,
         worker_settings: dict[str, Any] | None = None,
+        history: bool = False,
     ) -> None:
+        """``history``: ``model_dir`` reads account history, so the workers keep state (each worker id
+        its own local store, like a pod's volume) and the verdict includes :meth:`check_state`."""
         self.cluster = cluster
+        self.history = history
         self.guarantee = guarantee
         self.events = events
         self.partitions = partitions
@@ -208,7 +213,13 @@ class Scenario:
             "guarantee": self.guarantee,
             "model": {"dir": str(self._model_dir), "device": "cpu", "threads": 1},
             "consumer": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "commit_interval_ms": 500},
+            "state": {"dir": str(self._tmp / f"state-{worker_id}")},
         }
+        if self.history:
+            # fp32: int8 dynamic quantization scales activations per batch, so a score would depend
+            # on which events shared its batch; fp32 scores agree within 1e-5 whatever the batching.
+            base["model"]["quantization"] = "fp32"
+            base["topics"]["create_missing"] = True  # the compacted changelog, made by the first worker
         for key, value in self._extra.items():
             base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
         return base
@@ -280,6 +291,16 @@ class Scenario:
             scores_topic=self.topics.scores,
             dead_letter_topic=self.topics.dead_letters,
             group_id=self.topics.group,
+        )
+
+    def check_state(self) -> StateReport:
+        """The changelog and every score against one clean pass over the input (``history`` only)."""
+        return check_state(
+            self.cluster.config(),
+            input_topic=self.topics.input,
+            scores_topic=self.topics.scores,
+            changelog_topic=f"{self.topics.input}.state",
+            model_dir=self._model_dir,
         )
 
     def committed(self) -> dict[int, int]:

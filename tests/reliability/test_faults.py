@@ -36,30 +36,61 @@ def end_offsets(cluster: Cluster, topic: str, partitions: int) -> dict[int, int]
         consumer.close(autocommit=False)
 
 
+def assert_state_sound(scenario: Scenario, windows: list[tuple[dict[int, int], dict[int, int]]] | None = None) -> str:
+    """Account state (history scenarios): the changelog equals one clean pass, account by account.
+    Exactly-once: every score equals the clean pass's. At-least-once: a score may differ only for an
+    event replayed after a kill (inside a consumed-but-uncommitted window; ``windows`` None: not checked)."""
+    state = scenario.check_state()
+    assert state.state_equal, state.summary()
+    assert state.events > 0.9 * scenario.events, state.summary()
+    if scenario.guarantee == "exactly_once":
+        assert state.score_mismatches == [], state.summary()
+    elif windows is not None:
+        outside = [
+            (p, o)
+            for (p, o), _score, _clean in state.score_mismatches
+            if not any(committed.get(p, 0) <= o < ends.get(p, 0) for committed, ends in windows)
+        ]
+        assert outside == [], outside[:10]
+    return (
+        f"state = clean pass ({state.accounts} accounts); "
+        f"{state.scores_compared - len(state.score_mismatches)}/{state.scores_compared} scores = clean pass"
+    )
+
+
 @pytest.mark.parametrize(
-    ("guarantee", "processes"),
-    [("at_least_once", 1), ("exactly_once", 1), ("exactly_once", 2)],
-    ids=["alo", "eos", "eos-2-processes"],
+    ("guarantee", "processes", "history"),
+    [
+        ("at_least_once", 1, False),
+        ("exactly_once", 1, False),
+        ("exactly_once", 2, False),
+        ("at_least_once", 1, True),
+        ("exactly_once", 1, True),
+    ],
+    ids=["alo", "eos", "eos-2-processes", "alo-state", "eos-state"],
 )
 def test_sigkill_three_times_after_further_progress(
     fault_broker: Cluster,
     topic_factory: Callable[..., str],
     tmp_path: Path,
-    serving_model: Path,
+    request: pytest.FixtureRequest,
     guarantee: str,
     processes: int,
+    history: bool,
 ) -> None:
+    model = request.getfixturevalue("serving_history_model" if history else "serving_model")
     scenario = Scenario(
         cluster=fault_broker,
         topic_factory=topic_factory,
         tmp_path=tmp_path,
         guarantee=guarantee,
-        model_dir=serving_model,
-        events=100_000,
+        model_dir=model,
+        events=40_000 if history else 100_000,
         worker_settings={"processes": processes},
-        rate=2500,
+        rate=1500 if history else 2500,
         partitions=8,
         seed=1,
+        history=history,
     )
     worker = scenario.start_worker("copier")
     scenario.start()
@@ -79,7 +110,9 @@ def test_sigkill_three_times_after_further_progress(
     assert codes[-1] == 0
     report = scenario.verify()
     label = "SIGKILL worker x3 (>=20% progress apart), restart" + (f", {processes} processes" if processes > 1 else "")
-    scenario.record(label, report, max(recoveries))
+    label += ", account state (sequence model)" if history else ""
+    note = assert_state_sound(scenario, windows) if history else ""
+    scenario.record(label, report, max(recoveries), note)
     scenario.assert_sound(report)
     if guarantee == "at_least_once":
         # Duplicates only inside a window that was consumed but not committed when a kill struck.
@@ -205,29 +238,38 @@ def test_broker_hard_kill_and_restart(
 
 
 @pytest.mark.parametrize(
-    ("guarantee", "processes"),
-    [("at_least_once", 1), ("exactly_once", 1), ("at_least_once", 2)],
-    ids=["alo", "eos", "alo-2-processes"],
+    ("guarantee", "processes", "history"),
+    [
+        ("at_least_once", 1, False),
+        ("exactly_once", 1, False),
+        ("at_least_once", 2, False),
+        ("at_least_once", 1, True),
+        ("exactly_once", 1, True),
+    ],
+    ids=["alo", "eos", "alo-2-processes", "alo-state", "eos-state"],
 )
 def test_rebalance_storm_between_one_and_three_workers(
     fault_broker: Cluster,
     topic_factory: Callable[..., str],
     tmp_path: Path,
-    serving_model: Path,
+    request: pytest.FixtureRequest,
     guarantee: str,
     processes: int,
+    history: bool,
 ) -> None:
-    storm_s = 150.0
+    storm_s = 100.0 if history else 150.0
+    model = request.getfixturevalue("serving_history_model" if history else "serving_model")
     scenario = Scenario(
         cluster=fault_broker,
         topic_factory=topic_factory,
         tmp_path=tmp_path,
         guarantee=guarantee,
-        model_dir=serving_model,
+        model_dir=model,
         events=int(storm_s * 300),
         rate=300,
         seed=4,
         worker_settings={"processes": processes},
+        history=history,
     )
     rng = random.Random(4)
     scenario.start_worker("storm-0")
@@ -259,12 +301,9 @@ def test_rebalance_storm_between_one_and_three_workers(
             stall = max(stall, t1 - last_change)
             last_change = t1
     workers = f"1-3 workers of {processes} processes" if processes > 1 else "1-3 workers"
-    scenario.record(
-        f"rebalance storm: {workers}, {changes} changes in {storm_s:.0f}s",
-        report,
-        stall,
-        "recovery = longest output stall",
-    )
+    state = ", account state (sequence model)" if history else ""
+    note = "recovery = longest output stall" + ("; " + assert_state_sound(scenario) if history else "")
+    scenario.record(f"rebalance storm: {workers}, {changes} changes in {storm_s:.0f}s{state}", report, stall, note)
     scenario.assert_sound(report)
 
 

@@ -41,7 +41,9 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from worker.app import model_reads_history
 from worker.kafka_clients import connection_config
+from worker.preflight import changelog_topic
 from worker.settings import Settings, load_settings
 from worker.tools.kit import (
     OutcomeCollector,
@@ -66,9 +68,12 @@ class DemoError(ToolError):
     """The demo cannot run; the message says what to do."""
 
 
-def ensure_model(model: Path | None, default_dir: Path, console: Console) -> Path:
-    """The checkpoint to serve: ``model`` if given (it must exist), else ``default_dir``, trained
-    there with the ``default`` preset when it holds no model yet."""
+def ensure_model(model: Path | None, default_dir: Path, console: Console, preset: str = "default") -> Path:
+    """The checkpoint to serve: ``model`` if given (it must exist), else ``default_dir`` (for another
+    ``preset``: its sibling of that name, e.g. ``models/sequence``), trained there with ``preset`` when
+    it holds no model yet."""
+    if preset != "default":
+        default_dir = default_dir.parent / preset
     if model is not None:
         if not (model / "riskstream.json").is_file():
             raise DemoError(f"{model} is not a riskstream model directory (no riskstream.json)")
@@ -77,7 +82,7 @@ def ensure_model(model: Path | None, default_dir: Path, console: Console) -> Pat
         return default_dir
     from inference.train import TrainProgress, train
 
-    console.print(f"No model at {default_dir} yet: training the default model (about a minute, once).")
+    console.print(f"No model at {default_dir} yet: training the {preset} model (a minute or a few, once).")
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -86,7 +91,7 @@ def ensure_model(model: Path | None, default_dir: Path, console: Console) -> Pat
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("train default: generating data", total=None, info="")
+        task = progress.add_task(f"train {preset}: generating data", total=None, info="")
 
         def show(update: TrainProgress) -> None:
             if update.phase == "data":
@@ -96,13 +101,13 @@ def ensure_model(model: Path | None, default_dir: Path, console: Console) -> Pat
                 info = f"loss {update.loss:.4f}"
             progress.update(
                 task,
-                description=f"train default: epoch {update.epoch}/{update.epochs} {update.phase}",
+                description=f"train {preset}: epoch {update.epoch}/{update.epochs} {update.phase}",
                 total=update.steps,
                 completed=update.step,
                 info=info,
             )
 
-        result = train(default_dir, preset="default", on_progress=show)
+        result = train(default_dir, preset=preset, on_progress=show)
     console.print(f"[green]✓[/green] trained {result.metadata.name}: holdout AUC {result.holdout_auc:.4f}")
     return default_dir
 
@@ -124,6 +129,9 @@ class DemoOptions:
     poison_rate: float = 0.002
     """A few deliberately invalid records, to show the dead-letter path."""
     model: Path | None = None
+    preset: str = "default"
+    """Without ``model``: the preset of the cached model (``sequence``: a model that reads account
+    history, so the worker keeps state and the panel shows it)."""
     config: Path | None = None
     seed: int | None = None
     """Generator seed (default: a new one per run, so transaction ids never repeat across runs)."""
@@ -200,7 +208,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoSummar
     """
     console = console or Console()
     settings = load_settings(options.config)
-    model_dir = ensure_model(options.model, settings.model.dir, console)
+    model_dir = ensure_model(options.model, settings.model.dir, console, options.preset)
     logs = demo_log_dir()
     # This process's own library warnings (kafka-python's retries) go to a file, not over the panel.
     library_log = logs / "demo.log"
@@ -229,9 +237,10 @@ def _run(
 ) -> DemoSummary:
     topics = settings.topics
     appended = {"message.timestamp.type": "LogAppendTime"}
-    created = ensure_topics(
-        settings, {topics.input: {}, topics.scores: appended, topics.dead_letters: appended}, DEMO_PARTITIONS
-    )
+    wanted: dict[str, dict[str, str]] = {topics.input: {}, topics.scores: appended, topics.dead_letters: appended}
+    if model_reads_history(model_dir):  # the worker keeps account state: its compacted changelog
+        wanted[changelog_topic(settings)] = {"cleanup.policy": "compact"}
+    created = ensure_topics(settings, wanted, DEMO_PARTITIONS)
     if created:
         console.print(f"[green]✓[/green] created topics {', '.join(created)} ({DEMO_PARTITIONS} partitions)")
 
@@ -347,10 +356,17 @@ def _run(
 
 def _gauges(worker: WorkerProcess, previous: dict[str, float]) -> dict[str, float]:
     try:
-        return {
+        gauges = {
             "in_flight": worker.metric("riskstream_in_flight_events"),
             "paused": worker.metric("riskstream_paused_partitions"),
         }
+        accounts = worker.samples("riskstream_state_accounts")
+        if accounts:  # a model that reads history: the worker keeps account state
+            gauges["accounts"] = sum(value for _labels, value in accounts)
+            gauges["restored"] = worker.metric("riskstream_state_restored_records_total")
+            gauges["restoring"] = worker.metric("riskstream_state_restoring_partitions")
+            gauges["changelog"] = worker.metric("riskstream_state_changelog_records_total")
+        return gauges
     except OSError:
         return previous
 
@@ -419,6 +435,12 @@ def _panel(
     table.add_row(
         "backpressure", f"{gauges.get('in_flight', 0):.0f} in flight, {gauges.get('paused', 0):.0f} paused partitions"
     )
+    if "accounts" in gauges:
+        table.add_row(
+            "account state",
+            f"{gauges['accounts']:,.0f} accounts tracked · {gauges.get('changelog', 0):,.0f} changelog writes · "
+            f"{gauges.get('restored', 0):,.0f} records restored · {gauges.get('restoring', 0):.0f} restoring",
+        )
     table.add_row(
         "dead letters", f"{len(collector.dead_letters):,} (invalid input, by design {options.poison_rate:.1%})"
     )
