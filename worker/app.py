@@ -47,9 +47,15 @@ from worker.scaling import ScalingReporter
 from worker.scoring import ScoringStage
 from worker.settings import Settings
 from worker.source import Source
+from worker.stall import StallWatch
 from worker.state import StateStore, store_directory
 
 log = structlog.get_logger("riskstream.worker")
+
+
+class _StartupInterrupted(BaseException):  # like KeyboardInterrupt: no `except Exception` swallows it
+    """SIGTERM/SIGINT before the pipeline started: leave at once."""
+
 
 _SUPERVISE_S = 0.2
 _SCALING_INTERVAL_S = 5.0
@@ -87,6 +93,7 @@ class Worker:
         self._stop = threading.Event()
         self._poll_shutdown = threading.Event()
         self._signals = 0
+        self._pipeline_started = False
         self._started_at = time.monotonic()
         self.tracker = OffsetTracker()
         self.source: Source | None = None
@@ -94,6 +101,7 @@ class Worker:
         self._poll_thread: threading.Thread | None = None
         self._poll_failure: BaseException | None = None
         self._leave_group_on_close = False
+        self._commit_deadline: float | None = None  # the final commit's retries end here
         self._decoder: Decoder | None = None
         self.ready = threading.Event()
         self.exit_code: int | None = None
@@ -115,6 +123,11 @@ class Worker:
             if self._signals > 1:
                 log.warning("second signal: exiting now without committing", signal=signal.Signals(signum).name)
                 os._exit(EXIT_ABORTED)
+            if not self._pipeline_started:
+                # Still checking, loading or warming up: nothing has been consumed, nothing to drain.
+                log.info("signal received during start-up: exiting", signal=signal.Signals(signum).name)
+                self.request_stop()
+                raise _StartupInterrupted
             log.info("signal received: draining", signal=signal.Signals(signum).name)
             self.request_stop()
 
@@ -168,6 +181,9 @@ class Worker:
             if self._loaded is None:
                 self._loaded = load_engine(s)
             return self._run(self._loaded, layout)
+        except _StartupInterrupted:
+            self.exit_code = EXIT_OK
+            return EXIT_OK
         finally:
             gc.unfreeze()  # hand the frozen objects back, so interpreter shutdown can free them
             self.health.stop()
@@ -190,6 +206,7 @@ class Worker:
         return code
 
     def _start(self, pipeline: Pipeline) -> None:
+        self._pipeline_started = True  # from here a signal drains instead of exiting at once
         s, info = self.settings, pipeline.info
         tune_garbage_collection()
         pipeline.source.subscribe()
@@ -253,7 +270,8 @@ class Worker:
             log.exception("poll loop failed")
         finally:
             if self._poll_failure is None:
-                source.commit()  # at-least-once: the final watermark; exactly-once: a no-op
+                # at-least-once: the final watermark, retried until the drain deadline; exactly-once: a no-op
+                source.commit(retry_until=self._commit_deadline)
             source.set_drain_timeout(0.0)  # already drained (or abandoning): close must not wait again
             if self._leave_group_on_close:
                 leave_group_on_close(consumer)
@@ -279,6 +297,7 @@ class Worker:
         # partitions over now, not after the session timeout); after a failure it stays, so that a
         # restart under the same worker id reclaims them without a rebalance.
         self._leave_group_on_close = graceful
+        self._commit_deadline = max(deadline, time.monotonic() + 2.0)
         self._poll_shutdown.set()
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=max(1.0, deadline - time.monotonic()))
@@ -293,6 +312,17 @@ class Worker:
 
 
 # -- the composition root ----------------------------------------------------------------------------
+
+
+def stall_watch_for(settings: Settings) -> Callable[[], bool]:
+    """Exactly-once's zombie test (:mod:`worker.stall`): did this process stand still for more than
+    half the shorter of its session and transaction timeouts, within the sum of the two?"""
+    consumer_s = settings.consumer.session_timeout_ms / 1000
+    transaction_s = settings.transaction_timeout_ms / 1000
+    watch = StallWatch(threshold_s=max(0.5, min(consumer_s, transaction_s) / 2))
+    watch.start()
+    window_s = consumer_s + transaction_s
+    return lambda: watch.stalled_within(window_s)
 
 
 @dataclass(frozen=True)
@@ -413,6 +443,7 @@ def build_pipeline(
             publish_latency=publish_latency,
             group_metadata=source.group_metadata_for,
             state=state,
+            stalled=stall_watch_for(s) if not guarantee.source_commits else PublishContext.stalled,
         )
     )
     scaling = ScalingReporter(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 import kafka.errors as kafka_errors
 import structlog
@@ -207,8 +207,10 @@ class ExactlyOnce(Publisher):
 
     Any failure aborts: first with the current epoch (a zombie learns here that it is fenced), then by
     starting a new producer, whose ``init_transactions`` aborts whatever the old one left open; the
-    poll loop rewinds to the last commit. A fenced producer (another instance owns the transactional
-    id, or the transaction timed out while the process was frozen) stops the worker: exit 3. The poll
+    poll loop rewinds to the last commit. A fenced producer stops the worker (exit 3) if the process
+    stood still lately (:mod:`worker.stall`: another instance may own the transactional id now); if
+    it kept running (the coordinator timed out a transaction while the broker was away) it is
+    replaced like any failed producer. The poll
     loop never commits (``source_commits`` is False); readers use ``read_committed``, and so does the
     worker's own consumer (the settings require it).
     """
@@ -334,6 +336,7 @@ class ExactlyOnce(Publisher):
         cause = fatal if fatal is not None else exc
         if isinstance(cause, _FENCED) or isinstance(exc, _FENCED):
             self._fenced(cause, exc)
+            return False  # not a zombie: the abort starts a new producer and replays
         if fatal is not None:
             self._replace_producer(fatal)
             return True
@@ -362,16 +365,28 @@ class ExactlyOnce(Publisher):
         if isinstance(fatal, _FENCED):
             self._fenced(fatal, fatal)
 
-    def _fenced(self, cause: BaseException, exc: BaseException) -> NoReturn:
-        # The producer epoch moved on: another instance took this transactional id, or this
-        # process was frozen past transaction_timeout_ms and the coordinator aborted its
-        # transaction. Either way it may not publish again; a restart starts from the commits.
-        log.error(
-            "fenced: the producer epoch moved on (another instance owns this transactional id, or its "
-            "transaction timed out); stopping without publishing",
+    def _fenced(self, cause: BaseException, exc: BaseException) -> None:
+        """The producer epoch moved on: stop if this process may be a zombie; else return (recover).
+
+        If this process stood still lately (SIGSTOP, a frozen VM), another instance may own its
+        transactional id now: it may not publish again, and a restart starts from the commits (exit
+        3). If it kept running, the coordinator aborted a transaction that outlived
+        ``transaction_timeout_ms`` (the broker was away) and bumped the epoch: the caller starts a
+        new producer and replays from the last commit, as Kafka Streams does; a stale generation's
+        offsets are fenced by the group coordinator (KIP-447) whatever the producer epoch.
+        """
+        if self._stalled():
+            log.error(
+                "fenced: the producer epoch moved on (another instance owns this transactional id, or its "
+                "transaction timed out while this process stood still); stopping without publishing",
+                error=type(cause).__name__,
+            )
+            raise FencedError(type(cause).__name__) from exc
+        log.warning(
+            "the producer epoch moved on while this process kept running (the coordinator aborted a "
+            "transaction that outlived transaction_timeout_ms); starting a new producer and replaying",
             error=type(cause).__name__,
         )
-        raise FencedError(type(cause).__name__) from exc
 
     def _producer_identity(self) -> Any:
         manager = getattr(self._producer, "_transaction_manager", None)

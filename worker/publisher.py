@@ -189,6 +189,9 @@ class PublishContext:
     """The consumer-group generation that consumed an epoch's records (exactly-once commits with it)."""
     state: StateStore | None = None
     """Behavioural state (a history model): its changelog records go out with each step."""
+    stalled: Callable[[], bool] = lambda: True
+    """Whether this process stood still lately (:class:`worker.stall.StallWatch`); exactly-once
+    stops on a fenced producer only then. Without a watch: always, the safe answer."""
 
 
 class Publisher:
@@ -214,6 +217,7 @@ class Publisher:
         self._request_rewind = context.request_rewind
         self._publish_latency = context.publish_latency
         self._state = context.state
+        self._stalled = context.stalled
         self._stop = threading.Event()
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="riskstream-publisher", daemon=True)

@@ -382,23 +382,39 @@ class Source:
                     self._tracker.advance_idle(tp, position)
         return {tp: o for tp, o in self._tracker.committable().items() if tp in assignment}
 
-    def commit(self) -> bool:
+    def commit(self, *, retry_until: float | None = None) -> bool:
         """At-least-once: commit every partition's contiguous done watermark, synchronously
         (shutdown and replays, where the next step depends on it). A no-op when the publish step
-        commits instead (exactly-once)."""
+        commits instead (exactly-once).
+
+        ``retry_until`` (a ``time.monotonic()`` deadline; the final commit at shutdown): a failed
+        commit is retried until then — after the last one nothing else would commit what was
+        published. A periodic commit still in flight is followed by one more commit, so that its
+        older offsets cannot be the last word.
+        """
         if not self._commits_offsets:
             return True
         offsets = self._committable()
         if not offsets:
             return True
-        started = time.perf_counter()
-        try:
-            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
-        except kafka_errors.KafkaError as exc:
-            log.warning("offset commit failed; will retry", error=type(exc).__name__)
-            return False
-        self._committed(offsets, started)
-        return True
+        backoff = 0.1
+        while True:
+            overtaken = self._commit_in_flight
+            started = time.perf_counter()
+            try:
+                self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+                if overtaken:
+                    self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            except kafka_errors.KafkaError as exc:
+                if retry_until is None or time.monotonic() + backoff >= retry_until:
+                    log.warning("offset commit failed; will retry", error=type(exc).__name__)
+                    return False
+                log.warning("offset commit failed; retrying", error=type(exc).__name__, retry_in_s=backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            self._committed(offsets, started)
+            return True
 
     def commit_in_background(self) -> None:
         """The periodic commit: asynchronous, so the poll loop never waits a broker round trip.

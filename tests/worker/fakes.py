@@ -88,6 +88,7 @@ def publish_context(
     tracker: OffsetTracker,
     rewinds: list[str],
     group_metadata: Callable[[int], Any | None] = lambda epoch: None,
+    stalled: Callable[[], bool] = lambda: True,
 ) -> PublishContext:
     """A publisher's context around fakes: a fresh outbox and metrics, a 50 ms budget."""
     return PublishContext(
@@ -100,4 +101,5 @@ def publish_context(
         request_rewind=rewinds.append,
         publish_latency=PublishLatency(),
         group_metadata=group_metadata,
+        stalled=stalled,
     )

@@ -109,7 +109,7 @@ class _Writer:
 
 
 class Rig:
-    def __init__(self, *producers: FakeTransactionalProducer, generation: Any = "gen-3") -> None:
+    def __init__(self, *producers: FakeTransactionalProducer, generation: Any = "gen-3", stalled: bool = True) -> None:
         self.producers = list(producers)
         self.opened: list[FakeTransactionalProducer] = []
         self.rewinds: list[str] = []
@@ -122,6 +122,7 @@ class Rig:
                 tracker=self.tracker,
                 rewinds=self.rewinds,
                 group_metadata=lambda epoch: self.generation if epoch == self.tracker.epoch else None,
+                stalled=lambda: stalled,
             )
         )
 
@@ -185,12 +186,27 @@ def test_a_batch_whose_generation_is_gone_is_never_published() -> None:
     assert rig.opened[0].calls == [] and rig.opened[0].sent == []
 
 
-def test_a_fenced_producer_stops_the_worker() -> None:
+def test_a_fenced_producer_stops_a_worker_that_stood_still() -> None:
     fenced = FakeTransactionalProducer(commit_error=kafka_errors.ProducerFencedError("another instance"))
-    rig = Rig(fenced)
+    rig = Rig(fenced, stalled=True)
     with pytest.raises(FencedError):
         rig.step([(TP0, 1)])
     assert rig.tracker.pending() == 1
+    assert len(rig.opened) == 1, "a zombie starts no new producer: it would fence the instance that owns the id"
+
+
+@pytest.mark.parametrize("error", [kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError])
+def test_a_fence_while_the_worker_kept_running_replaces_the_producer_and_replays(
+    error: type[kafka_errors.KafkaError],
+) -> None:
+    # The broker was away longer than transaction_timeout_ms: the coordinator aborted the open
+    # transaction and bumped the epoch. The worker was never frozen, so no other instance took its id.
+    fenced = FakeTransactionalProducer(commit_error=error("epoch bumped by a timeout abort"))
+    rig = Rig(fenced, stalled=False)
+    rig.step([(TP0, 1)])
+    assert len(rig.opened) == 2 and rig.rewinds == ["transaction_aborted"]
+    assert rig.tracker.pending() == 1, "the aborted record is replayed, not settled"
+    assert "commit" not in rig.opened[1].calls
 
 
 def test_the_guarantee_is_chosen_once_from_the_settings() -> None:

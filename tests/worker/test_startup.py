@@ -150,3 +150,35 @@ def test_no_broker_at_all_fails_after_the_startup_timeout() -> None:
     errors = _error_lines(lines)
     assert len(errors) == 1 and "no Kafka broker reachable" in errors[0], errors
     assert seconds < 30
+
+
+def test_a_signal_while_the_model_loads_exits_at_once(
+    kafka: Any, topic_factory: Callable[..., str], serving_model: Path, tmp_path: Path
+) -> None:
+    """SIGTERM before the pipeline runs (a pod deleted while it warms up): nothing was consumed, so the
+    worker leaves at once with 0 instead of finishing its warm-up first."""
+    import signal
+
+    from tests.worker.harness import make_topics
+    from worker.tools.kit import WorkerProcess
+
+    topics = make_topics(topic_factory, 1)
+    settings = {
+        "kafka": {"bootstrap_servers": kafka.bootstrap_servers},
+        "topics": {"input": topics.input, "scores": topics.scores, "dead_letters": topics.dead_letters},
+        "group_id": topics.group,
+        "model": {"dir": str(serving_model), "device": "cpu"},
+    }
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.wait_for_log("metrics and probes listening", timeout_s=60)
+        worker.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert worker.wait(30) == 0, worker.tail()
+        seconds = time.monotonic() - signalled
+    finally:
+        worker.stop()
+    log = worker.log_path.read_text()
+    # The signal came as the probes opened, seconds before the model is loaded and warmed up.
+    assert "worker started" not in log and "signal received during start-up: exiting" in log, log[-2000:]
+    assert seconds < 10, seconds
