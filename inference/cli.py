@@ -356,6 +356,13 @@ def evaluate_command(
     buckets: Annotated[str, typer.Option("--buckets", help="Batch sizes to measure throughput at.")] = (
         "64,128,256,512,1024"
     ),
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="A second checkpoint evaluated on the same events (its first variant): prints the lift over it.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """AUC, AP, operating table, fp32 agreement, bytes and throughput per quantization variant.
@@ -368,11 +375,13 @@ def evaluate_command(
 
     rates = tuple(_fraction(item, "--alert-rates") or 0.0 for item in _split(alert_rates, "alert rate"))
     event_mapping = _mapping(mapping, data)
+    chosen = _split(variants, "variant")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_err) as progress:
         task = progress.add_task("evaluate", total=None)
-        try:
-            report = evaluate(
-                model,
+
+        def run(checkpoint: Path, names: list[str], plots_dir: Path | None, label: str) -> Any:
+            return evaluate(
+                checkpoint,
                 events=events,
                 seed=seed,
                 data=data,
@@ -382,18 +391,25 @@ def evaluate_command(
                 accounts=_holdout_accounts(holdout_accounts, split_seed, data),
                 max_bad_fraction=max_bad_fraction,
                 alert_rates=rates,
-                variants=_split(variants, "variant"),
+                variants=names,
                 device=device,
                 threads=threads,
                 throughput_seconds=seconds,
                 throughput_buckets=_ints(buckets),
-                plots_dir=plots,
-                on_progress=lambda message: progress.update(task, description=f"evaluate: {message}"),
+                plots_dir=plots_dir,
+                on_progress=lambda message: progress.update(task, description=f"{label}: {message}"),
             )
+
+        try:
+            report = run(model, chosen, plots, "evaluate")
+            baseline_report = run(baseline, chosen[:1], None, "baseline") if baseline is not None else None
         except (InferenceError, ValueError) as exc:
             _err.print(f"[red]evaluate failed:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
             raise typer.Exit(code=2) from exc
     result = report.to_json()
+    if baseline_report is not None:
+        result["baseline"] = baseline_report.to_json()
+        result["lift"] = _lift(result, result["baseline"], chosen[0])
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -426,6 +442,48 @@ def evaluate_command(
         console.print(f"bad rows skipped: {result['bad_rows']['count']:,}", highlight=False, markup=False)
     for path in result["plots"]:
         console.print(f"wrote {path}", highlight=False, markup=False)
+    if "lift" in result:
+        console.print(_lift_table(result))
+
+
+def _recall_at(row: dict[str, Any], rate: float) -> float | None:
+    for point in row["operating_table"]:
+        if point["name"] == f"rate {rate:.1%}":
+            return float(point["recall"]) if point["recall"] is not None else None
+    return None
+
+
+def _lift(result: dict[str, Any], baseline: dict[str, Any], variant: str) -> dict[str, Any]:
+    """This model's first variant against the baseline's, on the same events: AUC, AP, recall at 1% and 2% alerts."""
+    if (result["events"], result["fraud_events"]) != (baseline["events"], baseline["fraud_events"]):
+        raise typer.BadParameter("the baseline was evaluated on other events", param_hint="--baseline")
+    mine, theirs = result["variants"][variant], next(iter(baseline["variants"].values()))
+    lift: dict[str, Any] = {"variant": variant, "baseline": f"{baseline['model']} {baseline['version']}"}
+    pairs = {
+        "auc": (mine["auc"], theirs["auc"]),
+        "average_precision": (mine["average_precision"], theirs["average_precision"]),
+        "recall_at_1%": (_recall_at(mine, 0.01), _recall_at(theirs, 0.01)),
+        "recall_at_2%": (_recall_at(mine, 0.02), _recall_at(theirs, 0.02)),
+    }
+    for name, (value, base) in pairs.items():
+        delta = None if value is None or base is None else value - base
+        lift[name] = {"model": value, "baseline": base, "lift": delta}
+    return lift
+
+
+def _lift_table(result: dict[str, Any]) -> Table:
+    lift = result["lift"]
+    table = Table(title=f"{result['model']} {result['version']} against {lift['baseline']}, same events")
+    for column in ("metric", "model", "baseline", "lift"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name in ("auc", "average_precision", "recall_at_1%", "recall_at_2%"):
+        row = lift[name]
+        as_pct = name.startswith("recall")
+        shown = [_pct(row[key]) if as_pct else ("-" if row[key] is None else f"{row[key]:.4f}") for key in row]
+        if row["lift"] is not None:
+            shown[2] = f"{row['lift'] * 100:+.1f} pts" if as_pct else f"{row['lift']:+.4f}"
+        table.add_row(name.replace("_", " "), *shown)
+    return table
 
 
 def _operating_table(title: str, rows: list[dict[str, Any]]) -> Table:

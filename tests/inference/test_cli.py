@@ -364,3 +364,30 @@ def test_holdout_accounts_need_data(untrained_model_dir: Path) -> None:
 def test_train_help_lists_the_sequence_presets() -> None:
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0 and "sequence" in result.output
+
+
+def test_evaluate_prints_the_lift_over_a_baseline_on_the_same_events(
+    untrained_history_dir: Path, untrained_model_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "history"
+    assert (
+        runner.invoke(
+            app, ["data", "history", "--out", str(data), "--events", "2000", "--fraud-rate", "0.05"]
+        ).exit_code
+        == 0
+    )
+    args = ["evaluate", "--model", str(untrained_history_dir), "--data", str(data / "transactions.jsonl")]
+    args += ["--baseline", str(untrained_model_dir), "--variants", "fp32", "--seconds", "0.05", "--buckets", "8"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    lift = report["lift"]
+    assert report["baseline"]["events"] == report["events"] == 2_000
+    for name in ("auc", "average_precision", "recall_at_1%", "recall_at_2%"):
+        row = lift[name]
+        assert row["lift"] == pytest.approx(row["model"] - row["baseline"])
+    assert lift["auc"]["model"] == report["variants"]["fp32"]["auc"]
+    assert lift["auc"]["baseline"] == report["baseline"]["variants"]["fp32"]["auc"]
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "against" in table.stdout and "recall at 1%" in table.stdout

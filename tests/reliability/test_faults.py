@@ -236,7 +236,8 @@ def test_broker_hard_kill_and_restart(
     codes = scenario.stop_all()
     assert codes == [0], worker.tail()
     report = scenario.verify()
-    scenario.record("broker SIGKILL, down 20 s (past the transaction timeout), restart", report, recovery, "recovery includes the outage")
+    fault = "broker SIGKILL, down 20 s (past the transaction timeout), restart"
+    scenario.record(fault, report, recovery, "recovery includes the outage")
     scenario.assert_sound(report)
 
 
