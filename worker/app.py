@@ -12,11 +12,13 @@ at-least-once then replays the uncommitted tail, exactly-once aborts the open tr
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -51,10 +53,6 @@ from worker.stall import StallWatch
 from worker.state import StateStore, store_directory
 
 log = structlog.get_logger("riskstream.worker")
-
-
-class _StartupInterrupted(BaseException):  # like KeyboardInterrupt: no `except Exception` swallows it
-    """SIGTERM/SIGINT before the pipeline started: leave at once."""
 
 
 _SUPERVISE_S = 0.2
@@ -125,9 +123,13 @@ class Worker:
                 os._exit(EXIT_ABORTED)
             if not self._pipeline_started:
                 # Still checking, loading or warming up: nothing has been consumed, nothing to drain.
+                # Exit right here: raising from a signal handler could unwind inside any library call
+                # (a thread start, an import) and end the process with a traceback instead.
                 log.info("signal received during start-up: exiting", signal=signal.Signals(signum).name)
-                self.request_stop()
-                raise _StartupInterrupted
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()
+                os._exit(EXIT_OK)
             log.info("signal received: draining", signal=signal.Signals(signum).name)
             self.request_stop()
 
@@ -181,9 +183,6 @@ class Worker:
             if self._loaded is None:
                 self._loaded = load_engine(s)
             return self._run(self._loaded, layout)
-        except _StartupInterrupted:
-            self.exit_code = EXIT_OK
-            return EXIT_OK
         finally:
             gc.unfreeze()  # hand the frozen objects back, so interpreter shutdown can free them
             self.health.stop()

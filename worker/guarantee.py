@@ -46,6 +46,7 @@ log = structlog.get_logger("riskstream.publisher")
 _ACK_TIMEOUT_S = 30.0
 _ABORT_PROBE_TIMEOUT_MS = 10_000
 _FENCED = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
+FENCED_REWIND = "producer_fenced"  # a rewind to the broker's committed offsets
 
 
 class AtLeastOnce(Publisher):
@@ -375,7 +376,9 @@ class ExactlyOnce(Publisher):
         new producer and replays from the last commit, as Kafka Streams does; a stale generation's
         offsets are fenced by the group coordinator (KIP-447) whatever the producer epoch.
         """
-        if self._stalled():
+        if self._stalled() or self._state is not None:
+            # (With account state the local store could not be reconciled with a transaction whose
+            # outcome is unknown: a restart restores it from the changelog.)
             log.error(
                 "fenced: the producer epoch moved on (another instance owns this transactional id, or its "
                 "transaction timed out while this process stood still); stopping without publishing",
@@ -387,6 +390,10 @@ class ExactlyOnce(Publisher):
             "transaction that outlived transaction_timeout_ms); starting a new producer and replaying",
             error=type(cause).__name__,
         )
+        # Whether the last transaction committed is unknown here (a lost EndTxn response looks the
+        # same): the replay starts from the offsets the broker has committed, not from what this
+        # process believes (Source: "producer_fenced").
+        self._request_rewind(FENCED_REWIND)
 
     def _producer_identity(self) -> Any:
         manager = getattr(self._producer, "_transaction_manager", None)

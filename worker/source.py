@@ -356,6 +356,13 @@ class Source:
             return
         self.commit()  # keep what is contiguously done, so the replay is as short as possible
         points = self._tracker.replay_points()
+        if cause == "producer_fenced":
+            # The last transaction's outcome is unknown: replay from what the broker has committed
+            # (read_committed: the offset fetch waits for pending transactional offsets, KIP-447).
+            for tp in self._consumer.assignment():
+                committed = self._consumer.committed(tp)
+                if committed is not None:
+                    points[tp] = committed
         epoch = self._tracker.reset()
         if self._state is not None:
             self._state.rollback()  # the replay starts again from the committed account states

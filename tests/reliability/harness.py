@@ -138,6 +138,11 @@ class Feeder(threading.Thread):
         self.sent = 0
         self.poison: dict[str, int] = {}
         self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        """Stop sending (a failed scenario's feeder must not outlive its topics into the next test)."""
+        self._halt.set()
 
     def run(self) -> None:
         producer = KafkaProducer(**self._cluster.config(acks="all", linger_ms=5, retries=2**31 - 1))
@@ -147,13 +152,24 @@ class Feeder(threading.Thread):
             def count(n: int) -> None:
                 self.sent += n
 
-            report = send_paced(producer, self._topic, events, count=self.count, rate=self._rate, on_progress=count)
+            report = send_paced(
+                producer,
+                self._topic,
+                events,
+                count=self.count,
+                rate=self._rate,
+                on_progress=count,
+                should_stop=self._halt.is_set,
+            )
             self.sent = report.sent
             self.poison = report.poison
         except BaseException as exc:
             self.error = exc
         finally:
-            producer.close(timeout=30)
+            try:
+                producer.close(timeout=30)
+            except BaseException as exc:  # recorded, never raised in the thread
+                self.error = self.error or exc
 
 
 class Scenario:
@@ -269,7 +285,10 @@ class Scenario:
         return codes
 
     def cleanup(self) -> None:
-        """Leave nothing running: resume frozen workers, stop them, stop the monitor."""
+        """Leave nothing running: stop the feeder, resume frozen workers, stop them, stop the monitor."""
+        self.feeder.stop()
+        if self.feeder.is_alive():
+            self.feeder.join(40)
         for worker in self.workers:
             if worker.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
