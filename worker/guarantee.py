@@ -39,6 +39,7 @@ from worker.kafka_clients import build_producer, fence_instead_of_bumping_epoch,
 from worker.publisher import Outgoing, PublishContext, Publisher
 from worker.records import ScoredBatch
 from worker.settings import Settings
+from worker.source import FENCED_REWIND
 from worker.state import ChangelogRecord
 
 log = structlog.get_logger("riskstream.publisher")
@@ -46,7 +47,6 @@ log = structlog.get_logger("riskstream.publisher")
 _ACK_TIMEOUT_S = 30.0
 _ABORT_PROBE_TIMEOUT_MS = 10_000
 _FENCED = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
-FENCED_REWIND = "producer_fenced"  # a rewind to the broker's committed offsets
 
 
 class AtLeastOnce(Publisher):

@@ -46,6 +46,9 @@ from worker.records import ConsumedRecord
 from worker.state import StateStore
 
 log = structlog.get_logger("riskstream.source")
+FENCED_REWIND = "producer_fenced"
+"""The rewind cause that replays from the broker's committed offsets (an exactly-once fence: the last
+transaction's outcome is unknown)."""
 
 #: W3C Trace Context headers: always passed from an input record to its score or dead letter.
 TRACE_CONTEXT_HEADERS = ("traceparent", "tracestate", "baggage")
@@ -356,7 +359,7 @@ class Source:
             return
         self.commit()  # keep what is contiguously done, so the replay is as short as possible
         points = self._tracker.replay_points()
-        if cause == "producer_fenced":
+        if cause == FENCED_REWIND:
             # The last transaction's outcome is unknown: replay from what the broker has committed
             # (read_committed: the offset fetch waits for pending transactional offsets, KIP-447).
             for tp in self._consumer.assignment():
