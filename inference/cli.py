@@ -7,7 +7,9 @@ other sub-commands start fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from inference.dataset import SplitMode
     from inference.evaluate import HoldoutAccounts
     from inference.example_data import ExampleFormat
+    from inference.train import TrainProgress, TrainResult
     from schemas.mapping import EventMapping
 
 _err = Console(stderr=True)
@@ -58,6 +61,25 @@ HoldoutAccountsOption = Annotated[
     ),
 ]
 SplitSeedOption = Annotated[int, typer.Option("--split-seed", help="The --seed of that training run.")]
+SplitOption = Annotated[
+    str, typer.Option("--split", help="Holdout by time (latest period), account (unseen accounts) or both.")
+]
+HoldoutFractionOption = Annotated[
+    float, typer.Option("--holdout-fraction", min=0.01, max=0.9, help="Share held out (rows by time, or accounts).")
+]
+ValidationFractionOption = Annotated[
+    float,
+    typer.Option("--validation-fraction", min=0.01, max=0.5, help="Latest share of training rows for validation."),
+]
+MinCountOption = Annotated[
+    int, typer.Option("--min-count", min=1, help="Vocabulary: values seen fewer times get the unknown token.")
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed for data, split, initialisation and shuffling.")]
+TrainThreadsOption = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, help="CPU threads for training (default: available cores minus one)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the training record as JSON.")]
 
 
 def _fraction(text: str | None, option: str) -> float | None:
@@ -128,6 +150,52 @@ def _ints(text: str) -> list[int]:
         raise typer.BadParameter("batch sizes must be integers, e.g. 1,64,256") from exc
 
 
+def check_split(split: str) -> None:
+    if split not in _SPLITS:
+        raise typer.BadParameter(f"choose one of {', '.join(_SPLITS)}", param_hint="--split")
+
+
+@contextlib.contextmanager
+def training_progress(label: str, data: Path | None) -> Iterator[Callable[[TrainProgress], None]]:
+    """A progress bar on stderr for a training run, and the callback that moves it."""
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_err, transient=False) as progress:
+        task = progress.add_task(f"{label}: {'reading data' if data else 'generating data'}", total=None, info="")
+
+        def show(update: TrainProgress) -> None:
+            if update.phase == "data":
+                return
+            if update.phase in ("read", "featurize", "history"):
+                what = {"read": "reading", "featurize": "featurizing", "history": "replaying histories of"}[
+                    update.phase
+                ]
+                progress.update(
+                    task,
+                    description=f"{label}: {what} {data.name if data else ''}",
+                    total=update.steps,
+                    completed=update.step,
+                    info=f"{update.step:,} rows",
+                )
+                return
+            auc = f"{update.evaluated_on} AUC {update.holdout_auc:.4f}" if update.holdout_auc is not None else ""
+            loss = f"loss {update.loss:.4f}" if update.loss is not None else ""
+            progress.update(
+                task,
+                description=f"{label}: epoch {update.epoch}/{update.epochs} {update.phase}",
+                total=update.steps,
+                completed=update.step,
+                info=auc or loss,
+            )
+
+        yield show
+
+
 def train_command(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the checkpoint to (replaced atomically).")],
     preset: Annotated[
@@ -141,30 +209,18 @@ def train_command(
     data: DataOption = None,
     mapping: MappingOption = None,
     label_field: LabelOption = "is_fraud",
-    split: Annotated[
-        str, typer.Option("--split", help="Holdout by time (latest period), account (unseen accounts) or both.")
-    ] = "time",
-    holdout_fraction: Annotated[
-        float, typer.Option("--holdout-fraction", min=0.01, max=0.9, help="Share held out (rows by time, or accounts).")
-    ] = 0.2,
-    validation_fraction: Annotated[
-        float,
-        typer.Option("--validation-fraction", min=0.01, max=0.5, help="Latest share of training rows for validation."),
-    ] = 0.1,
-    min_count: Annotated[
-        int, typer.Option("--min-count", min=1, help="Vocabulary: values seen fewer times get the unknown token.")
-    ] = 5,
+    split: SplitOption = "time",
+    holdout_fraction: HoldoutFractionOption = 0.2,
+    validation_fraction: ValidationFractionOption = 0.1,
+    min_count: MinCountOption = 5,
     max_bad_fraction: BadOption = 0.01,
     events: Annotated[
         int | None, typer.Option("--events", min=500, help="Synthetic training events (default: the preset's).")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for data, split, initialisation and shuffling.")] = 0,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="CPU threads for training (default: available cores minus one)."),
-    ] = None,
+    seed: SeedOption = 0,
+    threads: TrainThreadsOption = None,
     max_epochs: Annotated[int | None, typer.Option("--max-epochs", min=1, help="Upper bound on epochs.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the training record as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Train a DeepSeek-V3-architecture risk model and save it.
 
@@ -174,53 +230,16 @@ def train_command(
     """
     from inference.data import DataError
     from inference.model import PRESETS
-    from inference.train import TrainProgress, train, train_on_data
+    from inference.train import train, train_on_data
 
     if preset not in PRESETS:
         choices = ", ".join(PRESETS)
         raise typer.BadParameter(f"unknown preset {preset!r}; choose one of {choices}", param_hint="--preset")
-    if split not in _SPLITS:
-        raise typer.BadParameter(f"choose one of {', '.join(_SPLITS)}", param_hint="--split")
+    check_split(split)
     if data is not None and events is not None:
         raise typer.BadParameter("--events is for synthetic data; with --data every row is used", param_hint="--events")
     event_mapping = _mapping(mapping, data)
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=_err, transient=False) as progress:
-        task = progress.add_task(
-            f"train {preset}: {'reading data' if data else 'generating data'}", total=None, info=""
-        )
-
-        def show(update: TrainProgress) -> None:
-            if update.phase == "data":
-                return
-            if update.phase in ("read", "featurize", "history"):
-                what = {"read": "reading", "featurize": "featurizing", "history": "replaying histories of"}[
-                    update.phase
-                ]
-                progress.update(
-                    task,
-                    description=f"train {preset}: {what} {data.name if data else ''}",
-                    total=update.steps,
-                    completed=update.step,
-                    info=f"{update.step:,} rows",
-                )
-                return
-            auc = f"{update.evaluated_on} AUC {update.holdout_auc:.4f}" if update.holdout_auc is not None else ""
-            loss = f"loss {update.loss:.4f}" if update.loss is not None else ""
-            progress.update(
-                task,
-                description=f"train {preset}: epoch {update.epoch}/{update.epochs} {update.phase}",
-                total=update.steps,
-                completed=update.step,
-                info=auc or loss,
-            )
-
+    with training_progress(f"train {preset}", data) as show:
         try:
             if data is None:
                 result = train(
@@ -253,6 +272,11 @@ def train_command(
             kind = "data" if isinstance(exc, DataError) else "train"
             _err.print(f"[red]{kind} error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
             raise typer.Exit(code=2) from exc
+    report_training(result, data, as_json)
+
+
+def report_training(result: TrainResult, data: Path | None, as_json: bool) -> None:
+    """Print what ``train`` (and ``distill``, ``prune``) saved: one line, or the record as JSON."""
     metadata = result.metadata
     record: dict[str, Any] = {
         "out": str(result.out_dir),
@@ -742,3 +766,6 @@ def register(app: typer.Typer) -> None:
     app.command("thresholds")(thresholds_command)
     app.add_typer(data_app, name="data")
     app.command("bench-engine")(bench_engine_command)
+    from inference.compress_cli import register as register_compression
+
+    register_compression(app)

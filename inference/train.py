@@ -146,6 +146,35 @@ def _lr_lambda(total_steps: int) -> Callable[[int], float]:
 
 
 @dataclass(frozen=True)
+class SoftTargets:
+    """What a teacher says about the training rows (:mod:`inference.distill`): its logits, row for
+    row, and how much the student listens. The loss is ``alpha`` x the temperature-softened KL
+    divergence to the teacher (times ``temperature``\u00b2, Hinton et al. 2015) + ``1 - alpha`` x the
+    class-weighted cross-entropy to the labels."""
+
+    logits: torch.Tensor
+    temperature: float
+    alpha: float
+    record: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError("the distillation temperature must be > 0")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError("alpha (the weight of the teacher's scores) must be within [0, 1]")
+
+    def loss(self, student: torch.Tensor, index: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        soft = nn.functional.kl_div(
+            nn.functional.log_softmax(student / t, dim=-1),
+            nn.functional.log_softmax(self.logits[index] / t, dim=-1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        return self.alpha * soft * t * t + (1.0 - self.alpha) * hard
+
+
+@dataclass(frozen=True)
 class _FittedModel:
     model: PreTrainedModel
     """The classifier (what is saved)."""
@@ -177,22 +206,36 @@ def _fit_classifier(
     report: Callable[[TrainProgress], None],
     evaluated_on: str = "holdout",
     history_spec: HistorySpec | None = None,
+    initial: PreTrainedModel | None = None,
+    soft_targets: SoftTargets | None = None,
+    learning_rate: float | None = None,
 ) -> _FittedModel:
     """Train a fresh model of ``recipe`` (initialised from the global torch seed), early-stopping on
     the AUC of ``x_eval``; returns it with the best epoch's weights, in eval mode.
 
     ``sequence_length`` is the number of positions the transformer sees (for a ``rows``-encoded
-    history model fewer than the ids per event)."""
-    config = build_config(
-        recipe, vocab_size=len(vocabulary), sequence_length=sequence_length, pad_token_id=vocabulary[PAD_TOKEN]
-    )
-    model = build_model(config)
+    history model fewer than the ids per event).
+
+    ``initial`` continues training a given model instead (a pruned one's recovery fine-tune);
+    ``soft_targets`` adds a teacher's scores to the loss; ``learning_rate`` overrides the recipe's."""
+    if soft_targets is not None and len(soft_targets.logits) != len(x_train):
+        raise ValueError(f"{len(soft_targets.logits)} teacher scores for {len(x_train)} training rows")
+    model: PreTrainedModel
+    if initial is None:
+        config = build_config(
+            recipe, vocab_size=len(vocabulary), sequence_length=sequence_length, pad_token_id=vocabulary[PAD_TOKEN]
+        )
+        model = build_model(config)
+    else:
+        model = initial
     net = serving_module(model, history_spec)
     net.train()
     positives = float(y_train.sum())
     fraud_weight = math.sqrt((len(y_train) - positives) / positives)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, fraud_weight]))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=learning_rate or recipe.learning_rate, weight_decay=recipe.weight_decay
+    )
     steps_per_epoch = math.ceil(len(x_train) / recipe.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps_per_epoch * epochs))
     shuffler = np.random.default_rng(seed)
@@ -200,6 +243,9 @@ def _fit_classifier(
     targets = torch.from_numpy(y_train)
     metric = f"{evaluated_on}_auc"
 
+    if epochs == 0:  # a given model as it is (pruning without recovery): nothing to fit
+        net.eval()
+        return _FittedModel(model=model, net=net, history=[], best_epoch=0, fraud_weight=fraud_weight)
     best_auc = -1.0
     best_epoch = 0
     best_state: dict[str, torch.Tensor] = {}
@@ -212,6 +258,8 @@ def _fit_classifier(
             index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
             logits = net(input_ids=inputs[index].long()).logits
             loss = loss_fn(logits, targets[index])
+            if soft_targets is not None:
+                loss = soft_targets.loss(logits, index, loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -371,12 +419,21 @@ def train_prepared(
     threads: int | None = None,
     max_epochs: int | None = None,
     on_progress: Callable[[TrainProgress], None] | None = None,
+    soft_targets: SoftTargets | None = None,
+    initial: PreTrainedModel | None = None,
+    learning_rate: float | None = None,
+    record: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> TrainResult:
     """Train on prepared own data (:func:`inference.dataset.prepare_file` or ``prepare_events``).
 
     Early stopping and the review/decline thresholds use the validation set; the holdout is
     scored once with the final weights and recorded (``holdout_auc``, ``holdout_ap`` and what the
     thresholds do there).
+
+    ``soft_targets`` (distillation), ``initial`` (continue from a given model: pruning's recovery)
+    and ``learning_rate`` go to the training loop; ``record`` is merged into the training record
+    and ``name`` replaces the checkpoint's ``riskstream-deepseek-v3-<preset>`` name.
     """
     recipe = get_preset(preset)
     threads = threads if threads is not None else default_threads()
@@ -410,6 +467,9 @@ def train_prepared(
             report=report,
             evaluated_on="validation",
             history_spec=history,
+            initial=initial,
+            soft_targets=soft_targets,
+            learning_rate=learning_rate,
         )
         model = fitted.model
         validation_scores = predict_scores(fitted.net, x_validation)
@@ -453,9 +513,12 @@ def train_prepared(
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(record or {}),
     }
+    if soft_targets is not None:
+        training["distillation"] = soft_targets.record
     metadata = RiskMetadata(
-        name=f"riskstream-deepseek-v3-{recipe.name}",
+        name=name or f"riskstream-deepseek-v3-{recipe.name}",
         version="",
         feature_spec=prepared.spec,
         thresholds=thresholds,
@@ -466,6 +529,46 @@ def train_prepared(
     )
     written = save_checkpoint(out_dir, model, prepared.tokenizer, metadata)
     return TrainResult(out_dir=Path(out_dir), metadata=written, seconds=seconds)
+
+
+def prepare_training_file(
+    data: Path,
+    *,
+    history: HistorySpec | None,
+    mapping: EventMapping | None = None,
+    label_field: str = DEFAULT_LABEL_FIELD,
+    split: SplitMode = "time",
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    seed: int = 0,
+    min_count: int = DEFAULT_MIN_COUNT,
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+    epochs: int = 0,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+) -> PreparedData:
+    """Read, split and featurize a labelled file for training (what ``train --data``, ``distill``
+    and ``prune`` share): the same file with the same split options and seed gives the same sets,
+    row for row, and the same featurization."""
+    report = on_progress or (lambda progress: None)
+    started = time.perf_counter()
+
+    def data_progress(phase: str, done: int, total: int) -> None:
+        report(TrainProgress(phase, 0, epochs, done, total))
+
+    reader = RecordReader(Path(data), mapping=mapping, label_field=label_field)
+    prepared = prepare_file(
+        reader,
+        history=history,
+        split=split,
+        holdout_fraction=holdout_fraction,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        min_count=min_count,
+        max_bad_fraction=max_bad_fraction,
+        on_progress=data_progress,
+    )
+    prepared.source["seconds_to_prepare"] = round(time.perf_counter() - started, 1)
+    return prepared
 
 
 def train_on_data(
@@ -490,27 +593,21 @@ def train_on_data(
     Raises :class:`~inference.data.DataError` for a file that cannot be used (bad rows over
     ``max_bad_fraction``, a set without fraud, a header the mapping does not fit).
     """
-    get_preset(preset)  # an unknown preset fails before the file is read
-    report = on_progress or (lambda progress: None)
-    epochs = max_epochs if max_epochs is not None else get_preset(preset).max_epochs
-    started = time.perf_counter()
-
-    def data_progress(phase: str, done: int, total: int) -> None:
-        report(TrainProgress(phase, 0, epochs, done, total))
-
-    reader = RecordReader(Path(data), mapping=mapping, label_field=label_field)
-    prepared = prepare_file(
-        reader,
-        history=history_spec_of(get_preset(preset)),
+    recipe = get_preset(preset)  # an unknown preset fails before the file is read
+    prepared = prepare_training_file(
+        data,
+        history=history_spec_of(recipe),
+        mapping=mapping,
+        label_field=label_field,
         split=split,
         holdout_fraction=holdout_fraction,
         validation_fraction=validation_fraction,
         seed=seed,
         min_count=min_count,
         max_bad_fraction=max_bad_fraction,
-        on_progress=data_progress,
+        epochs=max_epochs if max_epochs is not None else recipe.max_epochs,
+        on_progress=on_progress,
     )
-    prepared.source["seconds_to_prepare"] = round(time.perf_counter() - started, 1)
     return train_prepared(
         out_dir, prepared, preset=preset, seed=seed, threads=threads, max_epochs=max_epochs, on_progress=on_progress
     )
