@@ -83,6 +83,12 @@ def distill_command(
     seed: SeedOption = 0,
     threads: TrainThreadsOption = None,
     max_epochs: Annotated[int | None, typer.Option("--max-epochs", min=1, help="Upper bound on epochs.")] = None,
+    transfer: Annotated[
+        Path | None,
+        typer.Option(
+            "--transfer", help="More events in --data's format, labels ignored: learnt from the teacher's scores only."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train a student preset from the labels and a teacher's softened scores (knowledge distillation).
@@ -117,6 +123,7 @@ def distill_command(
                 seed=seed,
                 threads=threads,
                 max_epochs=max_epochs,
+                transfer=transfer,
                 on_progress=show,
             )
         except (InferenceError, ValueError) as exc:

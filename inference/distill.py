@@ -8,11 +8,18 @@ encoding) and have been trained on the same file with the same split options and
 see the same featurization, row for row; anything else is refused with a message saying what
 differs. The result is an ordinary checkpoint; its training record names the teacher, the
 temperature and alpha.
+
+Transfer data (``transfer``): a second file of events in the same format — labels, if any, are
+not read — featurized with the teacher's featurizer (for a history model every event in time order
+against its account's earlier events in that file) and scored by the teacher. Its rows join the
+training rows with the teacher's scores only: the distillation term covers them, the label term
+does not. This is how a teacher passes on what it knows about events nobody labelled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +30,7 @@ from tokenizers import Tokenizer
 
 from inference.checkpoint import LoadedCheckpoint, load_checkpoint
 from inference.cpu import default_threads
-from inference.data import DEFAULT_LABEL_FIELD
+from inference.data import DEFAULT_LABEL_FIELD, BadRows, DataError, RecordReader
 from inference.dataset import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_MAX_BAD_FRACTION,
@@ -32,8 +39,10 @@ from inference.dataset import (
     SplitMode,
 )
 from inference.features import DEFAULT_MIN_COUNT
+from inference.history import replay
 from inference.metrics import roc_auc
 from inference.model import get_preset
+from inference.sequence import SequenceFeaturizer
 from inference.train import (
     EVAL_BATCH,
     SoftTargets,
@@ -78,6 +87,29 @@ def check_teacher_fits(teacher: LoadedCheckpoint, prepared: PreparedData) -> Non
         )
 
 
+def featurize_transfer(
+    teacher: LoadedCheckpoint,
+    path: Path,
+    *,
+    mapping: EventMapping | None,
+    max_bad_fraction: float,
+) -> npt.NDArray[np.int32]:
+    """Token ids of every good event in ``path`` (labels not read), in time order."""
+    reader = RecordReader(Path(path), mapping=mapping, labels=False)
+    expected = reader.row_estimate()
+    bad = BadRows(limit=int(max_bad_fraction * expected) if max_bad_fraction < 1.0 else None)
+    events = [event for chunk in reader.chunks(bad) for event in chunk.events]
+    if not events:
+        raise DataError(f"{path}: no usable events for transfer")
+    events.sort(key=lambda event: event.event_time)
+    featurizer = teacher.featurizer
+    if isinstance(featurizer, SequenceFeaturizer):
+        rows = replay(events, featurizer.featurize)
+    else:
+        rows = [featurizer.featurize(event) for event in events]
+    return np.stack(rows).astype(np.int32)
+
+
 def distill_on_data(
     out_dir: Path,
     data: Path,
@@ -96,9 +128,11 @@ def distill_on_data(
     seed: int = 0,
     threads: int | None = None,
     max_epochs: int | None = None,
+    transfer: Path | None = None,
     on_progress: Callable[[TrainProgress], None] | None = None,
 ) -> TrainResult:
-    """Train ``student_preset`` on ``data`` from the labels and ``teacher_dir``'s scores."""
+    """Train ``student_preset`` on ``data`` from the labels and ``teacher_dir``'s scores (and on
+    ``transfer``'s events from the teacher's scores alone)."""
     recipe = get_preset(student_preset)
     SoftTargets(torch.empty(0, 2), temperature, alpha, {})  # bad values fail before the file is read
     teacher = load_checkpoint(Path(teacher_dir))
@@ -126,7 +160,19 @@ def distill_on_data(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        logits = teacher_logits(teacher, prepared.inputs["train"])
+        x_train = prepared.inputs["train"]
+        extra = (
+            featurize_transfer(teacher, transfer, mapping=mapping, max_bad_fraction=max_bad_fraction)
+            if transfer is not None
+            else np.empty((0, x_train.shape[1]), dtype=np.int32)
+        )
+        if len(extra):
+            x_train = np.concatenate([x_train, extra.astype(x_train.dtype)])
+            labels = np.concatenate([prepared.labels["train"], np.zeros(len(extra), dtype=np.int64)])
+            prepared = replace(
+                prepared, inputs={**prepared.inputs, "train": x_train}, labels={**prepared.labels, "train": labels}
+            )
+        logits = teacher_logits(teacher, x_train)
         teacher_validation = roc_auc(
             prepared.labels["validation"],
             torch.softmax(teacher_logits(teacher, prepared.inputs["validation"]), dim=-1)[:, 1].numpy(),
@@ -142,8 +188,11 @@ def distill_on_data(
         },
         "temperature": temperature,
         "alpha": alpha,
+        "transfer_events": len(extra),
     }
-    soft = SoftTargets(logits, temperature, alpha, record)
+    if transfer is not None:
+        record["transfer"] = Path(transfer).name
+    soft = SoftTargets(logits, temperature, alpha, record, unlabelled=len(extra))
     return train_prepared(
         out_dir,
         prepared,

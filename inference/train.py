@@ -156,6 +156,9 @@ class SoftTargets:
     temperature: float
     alpha: float
     record: dict[str, Any]
+    #: The last ``unlabelled`` training rows are transfer data: the teacher's scores only (their
+    #: label placeholders are never read), so only the distillation term covers them.
+    unlabelled: int = 0
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -230,8 +233,9 @@ def _fit_classifier(
         model = initial
     net = serving_module(model, history_spec)
     net.train()
-    positives = float(y_train.sum())
-    fraud_weight = math.sqrt((len(y_train) - positives) / positives)
+    labelled = len(x_train) - (soft_targets.unlabelled if soft_targets is not None else 0)
+    positives = float(y_train[:labelled].sum())
+    fraud_weight = math.sqrt((labelled - positives) / positives)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, fraud_weight]))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=learning_rate or recipe.learning_rate, weight_decay=recipe.weight_decay
@@ -257,7 +261,11 @@ def _fit_classifier(
         for step in range(steps_per_epoch):
             index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
             logits = net(input_ids=inputs[index].long()).logits
-            loss = loss_fn(logits, targets[index])
+            if labelled < len(x_train):  # transfer rows in the batch: labels only where there are labels
+                known = index < labelled
+                loss = loss_fn(logits[known], targets[index][known]) if bool(known.any()) else logits.sum() * 0.0
+            else:
+                loss = loss_fn(logits, targets[index])
             if soft_targets is not None:
                 loss = soft_targets.loss(logits, index, loss)
             optimizer.zero_grad(set_to_none=True)
@@ -485,7 +493,7 @@ def train_prepared(
         "preset": recipe.to_json(),
         "seed": seed,
         "data": prepared.describe(),
-        "train_events": len(y_train),
+        "train_events": len(y_train) - (soft_targets.unlabelled if soft_targets is not None else 0),
         "train_fraud_events": int(y_train.sum()),
         "fraud_class_weight": fitted.fraud_weight,
         "validation_events": len(y_validation),

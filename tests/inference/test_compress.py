@@ -73,6 +73,13 @@ def test_distillation_is_deterministic_and_serves(world: dict[str, Path], tmp_pa
     assert record["teacher"]["name"] == read_metadata(world["teacher"]).name
     assert first.metadata.name.endswith("-distilled")
     _scores_do_not_depend_on_the_batch(first.out_dir)
+    # Transfer data: another world's events, learnt from the teacher's scores alone.
+    _invoke(["data", "history", "--out", str(tmp_path / "t"), "--events", "1500", "--seed", "4"])
+    transfer = tmp_path / "t" / "transactions.jsonl"
+    more = distill_on_data(tmp_path / "d", world["data"], world["teacher"], seed=0, transfer=transfer, **options)
+    assert more.metadata.training["distillation"]["transfer_events"] == 1500
+    assert more.metadata.training["train_events"] == first.metadata.training["train_events"]  # labelled rows
+    assert more.metadata.weights_sha256 != first.metadata.weights_sha256
 
 
 def test_a_teacher_that_reads_other_history_is_refused(world: dict[str, Path], tmp_path: Path) -> None:
