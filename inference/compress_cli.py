@@ -5,6 +5,7 @@ model smaller and show what that costs (see :mod:`inference.distill`, :mod:`infe
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
@@ -210,9 +211,13 @@ def prune_command(
         typer.echo(
             f"pruned {before['parameters']:,} -> {pruning['parameters']:,} parameters: heads "
             f"{before['num_attention_heads']} -> {pruning['num_attention_heads']}, "
-            f"FFN {before['intermediate_size']} -> {pruning['intermediate_size']}, "
-            f"MoE FFN {before['moe_intermediate_size']} -> {pruning['moe_intermediate_size']}, "
-            f"routed experts {before['n_routed_experts']} -> {pruning['n_routed_experts']} (MoE layers only)"
+            f"FFN {before['intermediate_size']} -> {pruning['intermediate_size']}"
+            + (
+                f", expert FFN {before['moe_intermediate_size']} -> {pruning['moe_intermediate_size']}, "
+                f"routed experts {before['n_routed_experts']} -> {pruning['n_routed_experts']}"
+                if before["n_routed_experts"] is not None
+                else " (no MoE layers)"
+            )
         )
     report_training(result, data, as_json)
 
@@ -236,6 +241,12 @@ def report_command(
     buckets: Annotated[str, typer.Option("--buckets", help="Batch sizes to measure events/s at.")] = "1,32,64,256",
     seconds: Annotated[float, typer.Option("--seconds", min=0.05, help="Timing per bucket and model.")] = 1.0,
     latency_runs: Annotated[int, typer.Option("--latency-runs", min=10, help="Batches of 32 timed for p99.")] = 200,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="Resamples for AUC intervals, paired across models (0: none).")
+    ] = 200,
+    reference: Annotated[
+        str | None, typer.Option("--reference", help="The label AUC differences are taken to (default: the first).")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write report.json and pareto.png here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -261,6 +272,8 @@ def report_command(
             buckets=_ints(buckets),
             seconds=seconds,
             latency_runs=latency_runs,
+            bootstrap=bootstrap,
+            reference=reference,
             on_progress=lambda message: _err.print(message, highlight=False, markup=False),
         )
         if out is not None:
@@ -283,6 +296,7 @@ def report_command(
         "disk B",
         "Linear B",
         "AUC",
+        f"AUC - {result['reference']} (95%)",
         "AP",
         "recall@1%",
         "best ev/s",
@@ -297,16 +311,21 @@ def report_command(
             f"{row['bytes_on_disk']:,}",
             f"{row['linear_weight_bytes']:,}",
             f"{row['auc']:.4f}",
+            _interval(row.get(f"auc_diff_vs_{result['reference']}_ci95")),
             f"{row['average_precision']:.4f}",
             f"{row['recall_at_1pct']:.1%}",
             f"{row['best_events_per_s']:,.0f} @ {row['best_bucket']}",
             f"{row[f'p99_ms_at_{LATENCY_BUCKET}']:.2f}",
         )
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
     console.print("* on the Pareto front (no other model both better and faster)", highlight=False, markup=False)
     if out is not None:
         console.print(f"wrote {out / 'report.json'} and {result['plot']}", highlight=False, markup=False)
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return "-" if bounds is None else f"{bounds[0]:+.4f} .. {bounds[1]:+.4f}"
 
 
 def register(app: typer.Typer) -> None:

@@ -238,14 +238,15 @@ def prune_model(model: PreTrainedModel, importance: Importance, fractions: Prune
 
 
 def describe(model: PreTrainedModel) -> dict[str, Any]:
-    """The sizes pruning changes, and the parameter count."""
+    """The sizes pruning changes, and the parameter count (MoE sizes None without MoE layers)."""
     config = model.config
+    moe = any(hasattr(layer.mlp, "experts") for layer in _layers(model))
     return {
         "num_attention_heads": config.num_attention_heads,
         "intermediate_size": config.intermediate_size,
-        "moe_intermediate_size": config.moe_intermediate_size,
-        "n_routed_experts": config.n_routed_experts,
-        "num_experts_per_tok": config.num_experts_per_tok,
+        "moe_intermediate_size": config.moe_intermediate_size if moe else None,
+        "n_routed_experts": config.n_routed_experts if moe else None,
+        "num_experts_per_tok": config.num_experts_per_tok if moe else None,
         "parameters": sum(parameter.numel() for parameter in model.parameters()),
     }
 

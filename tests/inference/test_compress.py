@@ -193,6 +193,8 @@ def test_prune_distill_and_report_from_the_command_line(world: dict[str, Path], 
             "10",
             "--buckets",
             "1,32",
+            "--bootstrap",
+            "20",
             "--out",
             str(report_dir),
         ]
@@ -205,6 +207,9 @@ def test_prune_distill_and_report_from_the_command_line(world: dict[str, Path], 
     assert rows["pruned"]["parameters"] < rows["teacher"]["parameters"]
     assert rows["pruned-int8"]["linear_weight_bytes"] < rows["pruned"]["linear_weight_bytes"]
     assert any(row["pareto"] for row in rows.values())
+    assert report["reference"] == "teacher" and rows["teacher"]["auc_diff_vs_teacher_ci95"] == [0.0, 0.0]
+    low, high = rows["student"]["auc_ci95"]
+    assert low <= rows["student"]["auc"] <= high
     for row in rows.values():
         assert 0.0 <= row["auc"] <= 1.0 and row["best_events_per_s"] > 0 and row["p99_ms_at_32"] > 0
         assert row["max_score_diff_across_buckets"] <= (1e-5 if row["variant"] == "fp32" else 0.02)
