@@ -203,7 +203,8 @@ def train_command(
         typer.Option(
             "--preset",
             help="Model: tiny, default, default-moe or base (stateless); sequence (reads account history), "
-            "sequence-flat, sequence-rows or tiny-sequence.",
+            "sequence-flat, sequence-rows or tiny-sequence; large (a teacher for distill), small-sequence or "
+            "micro-sequence (students).",
         ),
     ] = "default",
     data: DataOption = None,
