@@ -159,7 +159,7 @@ PRESETS: dict[str, Preset] = {
             )
         ),
         # The teacher for distillation (``riskstream distill``): the history world's rows encoding
-        # at 11.8M parameters — MLA with q compression, DeepSeekMoE from layer 1 (16 routed experts,
+        # at 11.6M parameters — MLA with q compression, DeepSeekMoE from layer 1 (16 routed experts,
         # top-2, one shared). About 5x the training cost per step of ``sequence`` on CPU.
         Preset(
             name="large",
