@@ -439,6 +439,7 @@ def build_pipeline(
             metrics=metrics,
             latency_budget_s=budget_s,
             request_rewind=source.request_rewind,
+            rewind_pending=source.rewind_pending,
             publish_latency=publish_latency,
             group_metadata=source.group_metadata_for,
             state=state,

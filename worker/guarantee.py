@@ -20,6 +20,10 @@ account state (changelog)  written and acknowledged before any outcome    in the
                            of the step counts as done                     the offsets
 =========================  =============================================  ============================================
 
+In both, nothing is published from the moment a rewind is asked for until the poll loop has carried
+it out (sought back, a new epoch begun): what the publisher holds meanwhile is consumed again, and
+publishing it could commit outcomes the replay then repeats (``Publisher._live``).
+
 The worker chooses once, at construction (:func:`guarantee_for`); nothing else branches on it.
 """
 
@@ -89,13 +93,10 @@ class AtLeastOnce(Publisher):
 
     def __init__(self, context: PublishContext) -> None:
         super().__init__(context)
-        self._stale_below = 0  # epochs below this had a failed send; their replay is under way
         self._needs_new_producer: BaseException | None = None  # why the current producer must go
 
     def _publish(self, batch: ScoredBatch) -> None:
-        batches = self._gather(batch)
-        epoch = self._tracker.epoch
-        live = [b for b in batches if b.epoch == epoch and b.epoch >= self._stale_below]
+        epoch, live = self._live(self._gather(batch))
         if not live:
             return
         cause = self._needs_new_producer or self._fatal_error()
@@ -242,14 +243,11 @@ class ExactlyOnce(Publisher):
     def __init__(self, context: PublishContext) -> None:
         super().__init__(context)
         self._group_metadata = context.group_metadata
-        self._stale_below = 0  # epochs below this belong to an aborted transaction
 
     def _publish(self, batch: ScoredBatch) -> None:
-        batches = self._gather(batch)
-        epoch = self._tracker.epoch
+        epoch, live = self._live(self._gather(batch))
         metadata = self._group_metadata(epoch)
-        live = [b for b in batches if b.epoch == epoch and b.epoch >= self._stale_below and metadata is not None]
-        if live:
+        if live and metadata is not None:
             self._transact(live, epoch, metadata)
 
     def _transact(self, batches: list[ScoredBatch], epoch: int, group_metadata: Any) -> None:

@@ -183,6 +183,8 @@ class PublishContext:
     latency_budget_s: float
     request_rewind: Callable[[str], None]
     """Ask the poll loop to replay uncommitted work (a failed publish, an aborted transaction)."""
+    rewind_pending: Callable[[], bool]
+    """Whether a rewind asked for is not yet carried out; nothing is published meanwhile."""
     publish_latency: PublishLatency
     """Fed with each step's broker round trip; the batcher leaves room for it in the budget."""
     group_metadata: Callable[[int], Any | None]
@@ -215,6 +217,8 @@ class Publisher:
         self._metrics = context.metrics
         self._budget_s = context.latency_budget_s
         self._request_rewind = context.request_rewind
+        self._rewind_pending = context.rewind_pending
+        self._stale_below = 0  # epochs below this had a failed step; their replay is under way
         self._publish_latency = context.publish_latency
         self._state = context.state
         self._stalled = context.stalled
@@ -284,6 +288,20 @@ class Publisher:
             batches.append(more)
             records += len(more.records)
         return batches
+
+    def _live(self, batches: list[ScoredBatch]) -> tuple[int, list[ScoredBatch]]:
+        """The current epoch and the batches of it this step may publish.
+
+        None while a rewind is pending: everything held now was consumed before the rewind and is
+        consumed again after it (the poll loop seeks back and starts a new epoch), and publishing it
+        meanwhile could commit outcomes the replay then repeats. Otherwise only batches of the
+        current epoch, and none of an epoch whose step failed. The pending flag is read before the
+        epoch: a rewind counts as carried out only once its new epoch has begun.
+        """
+        if self._rewind_pending():
+            return self._tracker.epoch, []
+        epoch = self._tracker.epoch
+        return epoch, [b for b in batches if b.epoch == epoch and b.epoch >= self._stale_below]
 
     def _changelog(self, batches: list[ScoredBatch]) -> list[ChangelogRecord]:
         """The step's changelog records (none without behavioural state)."""

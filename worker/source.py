@@ -107,6 +107,8 @@ class Source:
         self._warned_key = False
         self._rewind_lock = threading.Lock()
         self._rewind_cause: str | None = None
+        self._rewinds_requested = 0
+        self._rewinds_done = 0  # requests up to this count have been carried out (sought back, new epoch)
         self._rewinds_in_a_row = 0
         self._resume_at = 0.0
         self._seek_on_assign: dict[TopicPartition, int] = {}
@@ -125,10 +127,28 @@ class Source:
     # -- called from other threads ------------------------------------------------------------
 
     def request_rewind(self, cause: str) -> None:
-        """Ask the poll loop to replay uncommitted work from the first unacknowledged offset."""
+        """Ask the poll loop to replay uncommitted work from the first unacknowledged offset.
+
+        The first cause asked for wins, except that a fence (:data:`FENCED_REWIND`: replay from the
+        broker's committed offsets) wins over any other. :meth:`rewind_pending` is True from this call
+        until the poll loop has carried the rewind out.
+        """
         with self._rewind_lock:
-            if self._rewind_cause is None:
+            self._rewinds_requested += 1
+            if self._rewind_cause is None or cause == FENCED_REWIND:
                 self._rewind_cause = cause
+
+    def rewind_pending(self) -> bool:
+        """Whether a rewind was asked for and not yet carried out (sought back, a new epoch begun).
+
+        The publisher publishes nothing meanwhile: whatever it holds was consumed before the rewind
+        and will be consumed again. (Publishing it could commit outcomes the rewind then replays: a
+        fence's rewind reads the broker's committed offsets, and a transaction committing between
+        that read and the seek would make its outcomes duplicates.) Read this *before* the tracker's
+        epoch: a rewind is marked done only after its new epoch began.
+        """
+        with self._rewind_lock:
+            return self._rewinds_requested != self._rewinds_done
 
     def group_metadata_for(self, epoch: int) -> Any | None:
         """The consumer-group generation the records of ``epoch`` were consumed under.
@@ -353,10 +373,22 @@ class Source:
     def _maybe_rewind(self, now: float) -> None:
         with self._rewind_lock:
             cause, self._rewind_cause = self._rewind_cause, None
+            requested = self._rewinds_requested
         if cause is None:
             if now >= self._resume_at:
                 self._rewinds_in_a_row = 0
             return
+        try:
+            self._rewind(cause, now)
+        except BaseException:
+            with self._rewind_lock:  # not carried out: the next iteration tries again
+                if self._rewind_cause is None or cause == FENCED_REWIND:
+                    self._rewind_cause = cause
+            raise
+        with self._rewind_lock:
+            self._rewinds_done = requested  # (a request made meanwhile stays pending: it runs next)
+
+    def _rewind(self, cause: str, now: float) -> None:
         self.commit()  # keep what is contiguously done, so the replay is as short as possible
         points = self._tracker.replay_points()
         if cause == FENCED_REWIND:
@@ -379,7 +411,14 @@ class Source:
         self._rewinds_in_a_row += 1
         self._resume_at = now + backoff
         self._metrics.rewinds.labels(cause).inc()
-        log.warning("replaying uncommitted work", cause=cause, partitions=len(points), resume_in_s=backoff)
+        log.warning(
+            "replaying uncommitted work",
+            cause=cause,
+            partitions=len(points),
+            # Where each partition replays from: the first thing to check after a duplicate or a gap.
+            from_offsets={f"{tp.topic}[{tp.partition}]": offset for tp, offset in sorted(points.items())},
+            resume_in_s=backoff,
+        )
 
     # -- commits ------------------------------------------------------------------------------
 

@@ -208,32 +208,17 @@ def test_sigterm_under_load_drains_and_nothing_is_reprocessed(
     ("guarantee", "down_s"),
     [
         ("at_least_once", 5),
-        # OPEN DEFECT (2026-12-01, CI of stop 18): 3,710 exactly-once duplicates of 30,000 here. The broker
-        # took ~20 s to come back (recovery 33.7 s), so the open transaction outlived the transaction
-        # timeout and the worker was also evicted from its group; after the fence the replay started on
-        # partition 0 at offset 1036 (the broker's committed offset) although the outputs of 1036..1224,
-        # scored just before the kill, had been committed: a transaction's outputs committed without its
-        # offsets. Not yet understood or reproduced; it passed in the CI before. Non-strict so that the
-        # suite stays a gate for everything else; a pass shows as XPASS. Make it strict once fixed.
-        pytest.param(
-            "exactly_once",
-            5,
-            marks=pytest.mark.xfail(
-                reason="open defect: exactly-once duplicates after a broker outage with eviction (see comment)",
-                strict=False,
-            ),
-        ),
+        # The fresh-clone CI of 2026-12-01 had 3,710 exactly-once duplicates of 30,000 here: the broker took
+        # ~20 s to come back, past the 15 s transaction timeout, so the worker was fenced and also evicted
+        # and reassigned while its transaction hung. The fence asked the poll loop to replay from the
+        # broker's committed offsets, but the publisher went on with the new epoch's batches and
+        # committed them between that read and the seek. Since then nothing is published while a rewind
+        # is pending (Source.rewind_pending; unit test in tests/worker/test_guarantee.py).
+        ("exactly_once", 5),
         # Past the 15 s transaction timeout: on restart the coordinator aborts the open transaction and
         # bumps the epoch; a worker that kept running replaces its producer and replays from the
-        # broker's committed offsets (it is no zombie: worker/stall.py). A CI run on 2026-12-01 ended
-        # with 1 duplicate here, and a local run of the 5 s case with 2,657, while the replay started
-        # from the offsets this process believed committed; since it starts from the broker's, it has
-        # passed (0 duplicates). Non-strict until more runs confirm it: a pass shows as XPASS.
-        pytest.param(
-            "exactly_once",
-            20,
-            marks=pytest.mark.xfail(reason="fence recovery is new: kept non-strict until CI confirms", strict=False),
-        ),
+        # broker's committed offsets (it is no zombie: worker/stall.py).
+        ("exactly_once", 20),
     ],
     ids=["at_least_once", "exactly_once", "exactly_once-past-transaction-timeout"],
 )

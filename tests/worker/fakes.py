@@ -89,6 +89,7 @@ def publish_context(
     rewinds: list[str],
     group_metadata: Callable[[int], Any | None] = lambda epoch: None,
     stalled: Callable[[], bool] = lambda: True,
+    rewind_pending: Callable[[], bool] = lambda: False,
 ) -> PublishContext:
     """A publisher's context around fakes: a fresh outbox and metrics, a 50 ms budget."""
     return PublishContext(
@@ -99,6 +100,7 @@ def publish_context(
         metrics=WorkerMetrics(),
         latency_budget_s=0.05,
         request_rewind=rewinds.append,
+        rewind_pending=rewind_pending,
         publish_latency=PublishLatency(),
         group_metadata=group_metadata,
         stalled=stalled,

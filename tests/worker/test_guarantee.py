@@ -8,6 +8,7 @@ generation is gone is never published.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import kafka.errors as kafka_errors
@@ -109,7 +110,13 @@ class _Writer:
 
 
 class Rig:
-    def __init__(self, *producers: FakeTransactionalProducer, generation: Any = "gen-3", stalled: bool = True) -> None:
+    def __init__(
+        self,
+        *producers: FakeTransactionalProducer,
+        generation: Any = "gen-3",
+        stalled: bool = True,
+        rewind_pending: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.producers = list(producers)
         self.opened: list[FakeTransactionalProducer] = []
         self.rewinds: list[str] = []
@@ -123,6 +130,7 @@ class Rig:
                 rewinds=self.rewinds,
                 group_metadata=lambda epoch: self.generation if epoch == self.tracker.epoch else None,
                 stalled=lambda: stalled,
+                rewind_pending=rewind_pending,
             )
         )
 
@@ -208,6 +216,30 @@ def test_a_fence_while_the_worker_kept_running_replaces_the_producer_and_replays
     assert len(rig.opened) == 2 and rig.rewinds[0] == "producer_fenced"
     assert rig.tracker.pending() == 1, "the aborted record is replayed, not settled"
     assert "commit" not in rig.opened[1].calls
+
+
+def test_after_a_fence_nothing_is_published_until_the_poll_loop_has_rewound() -> None:
+    # The fresh-clone CI of 2026-12-01 (3,710 duplicates of 30,000): the broker was away past the
+    # transaction timeout, so the worker was also evicted and reassigned (a new epoch, consumed again
+    # from the committed offset) while its transaction hung. The fence then asked for a rewind from
+    # the broker's committed offsets; before the poll loop had read them, the new producer published
+    # and committed the new epoch's batches; the rewind then sought back to offsets read before that
+    # commit, and the replay repeated committed outcomes.
+    rewound: list[bool] = []
+    fenced = FakeTransactionalProducer(commit_error=kafka_errors.ProducerFencedError("timeout abort"))
+    rig = Rig(fenced, stalled=False, rewind_pending=lambda: bool(rig.rewinds) and not rewound)
+    rig.step([(TP0, 1036), (TP0, 1037)])
+    assert rig.rewinds[0] == "producer_fenced"
+    rig.tracker.reset()  # evicted and reassigned meanwhile: a new epoch, consumed again from 1036
+    rig.step([(TP0, 1036), (TP0, 1037), (TP0, 1038)])
+    replacement = rig.opened[1]
+    assert replacement.calls == [] and replacement.sent == [], "nothing is published while the rewind is pending"
+    assert rig.tracker.pending() == 3, "held records stay in flight: the rewind replays them"
+    rewound.append(True)
+    rig.tracker.reset()  # the poll loop's rewind: sought back to the committed offsets, a new epoch
+    rig.step([(TP0, 1036)])
+    assert replacement.calls == ["begin", "offsets", "commit"]
+    assert replacement.offsets == {TP0: OffsetAndMetadata(1037, "", -1)}
 
 
 def test_the_guarantee_is_chosen_once_from_the_settings() -> None:

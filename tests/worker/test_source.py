@@ -11,6 +11,7 @@ import queue
 from typing import Any
 from unittest.mock import MagicMock
 
+import kafka.errors as kafka_errors
 import pytest
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
@@ -141,6 +142,36 @@ def test_a_rewind_commits_what_is_done_and_replays_from_the_first_unacknowledged
     rig.clock.now += 0.2
     rig.poll_once()
     assert rig.consumer.paused() == set()
+
+
+def test_a_rewind_is_pending_until_the_poll_loop_has_sought_back_and_begun_a_new_epoch() -> None:
+    # The publisher publishes nothing while a rewind is pending (see the exactly-once fence test in
+    # test_guarantee.py): the flag must stay up until the seek and the new epoch, not just until the
+    # poll loop has taken the request.
+    rig = Rig(commits_offsets=False)
+    rig.poll_once({TP0: [record(TP0, 1036)]})
+    epoch = rig.tracker.epoch
+    assert not rig.source.rewind_pending()
+    rig.source.request_rewind("transaction_aborted")
+    rig.source.request_rewind("producer_fenced")  # a fence wins: replay from the broker's committed offsets
+    assert rig.source.rewind_pending()
+    rig.consumer.committed.side_effect = lambda tp: {TP0: 1036, TP1: 7}[tp]
+    rig.poll_once()
+    assert not rig.source.rewind_pending() and rig.tracker.epoch == epoch + 1
+    assert sorted(c.args for c in rig.consumer.seek.call_args_list) == [(TP0, 1036), (TP1, 7)]
+
+
+def test_a_rewind_that_fails_stays_pending_and_is_tried_again() -> None:
+    rig = Rig(commits_offsets=False)
+    rig.source.request_rewind("producer_fenced")
+    rig.consumer.committed.side_effect = kafka_errors.KafkaTimeoutError("offset fetch")
+    with pytest.raises(kafka_errors.KafkaTimeoutError):
+        rig.poll_once()
+    assert rig.source.rewind_pending()
+    rig.consumer.committed.side_effect = lambda tp: 5
+    rig.poll_once()
+    assert not rig.source.rewind_pending()
+    assert {c.args for c in rig.consumer.seek.call_args_list} == {(TP0, 5), (TP1, 5)}
 
 
 def test_on_revoke_the_done_prefix_is_committed_and_the_rest_abandoned_and_sought_back() -> None:
