@@ -49,6 +49,8 @@ from worker.state import ChangelogRecord
 log = structlog.get_logger("riskstream.publisher")
 
 _ACK_TIMEOUT_S = 30.0
+_TXN_REQUEST_TIMEOUT_S = 30.0  # AddOffsetsToTxn + TxnOffsetCommit, or EndTxn: then the step fails
+_TXN_WAIT_SLICE_MS = 100
 _ABORT_PROBE_TIMEOUT_MS = 10_000
 _FENCED = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
 
@@ -264,6 +266,7 @@ class ExactlyOnce(Publisher):
                 offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
         started = time.perf_counter()
         phase = self._metrics.transaction_phase
+        committing = False
         try:
             with costs.measure("commit"):
                 self._producer.begin_transaction()
@@ -282,7 +285,9 @@ class ExactlyOnce(Publisher):
             # and TxnOffsetCommit overlap the produce request): they only count if the commit below
             # happens, and it happens only after every record is acknowledged.
             with costs.measure("commit"):
-                self._producer.send_offsets_to_transaction(offsets, group_metadata)
+                self._transactional_request(
+                    "send_offsets", lambda m: m.send_offsets_to_transaction(offsets, group_metadata)
+                )
             offsets_added = time.perf_counter()
             # Every record must be acknowledged before the commit: the commit must never cover an
             # offset whose outcome is not written. (kafka-python can recover a failed batch by bumping
@@ -296,8 +301,9 @@ class ExactlyOnce(Publisher):
             acknowledged = time.perf_counter()
             if self._producer_identity() != identity:
                 raise kafka_errors.KafkaError("producer epoch changed inside the transaction")
+            committing = True  # from here on the outcome may be a commit, whatever is raised
             with costs.measure("commit"):
-                self._producer.commit_transaction()
+                self._transactional_request("commit", lambda m: m.begin_commit())
             committed = time.perf_counter()
             phase.labels("send").observe(sent - started)
             phase.labels("add_offsets").observe(offsets_added - sent)
@@ -306,6 +312,10 @@ class ExactlyOnce(Publisher):
         except kafka_errors.KafkaError as exc:
             self._metrics.transaction_aborts.inc()
             self._stale_below = epoch + 1
+            if committing:
+                # A failed or timed-out EndTxn may still have committed (a lost response looks the
+                # same): replay from what the broker has committed, not from what this process saw.
+                self._request_rewind(FENCED_REWIND)
             if not self._recover_if_fatal(exc):
                 self._abort(exc)
             self._request_rewind("transaction_aborted")
@@ -323,6 +333,33 @@ class ExactlyOnce(Publisher):
             settled_at = time.time()
             for item in items:
                 self._settled(item, epoch, settled_at)
+
+    def _transactional_request(self, what: str, begin: Any) -> None:
+        """Run one of kafka-python's transactional requests (``begin(transaction_manager)`` enqueues it
+        and returns its result) and wait for it, bounded.
+
+        ``KafkaProducer.send_offsets_to_transaction`` and ``commit_transaction`` wait forever, and
+        kafka-python 3.0 can lose the request they wait for: when the coordinator's connection
+        fails inside the sender's ``await_ready`` (the broker just went away), the sender looks
+        the coordinator up again but never re-enqueues the request (``Sender._maybe_send_pending_request``),
+        so its result is never completed. Seen in CI: a publisher stuck in
+        ``send_offsets_to_transaction`` for minutes after a broker restart, nothing published. Here
+        the wait ends when the request completes (its own error is raised), when the producer
+        enters its fatal state, or after ``_TXN_REQUEST_TIMEOUT_S`` (``KafkaTimeoutError``): the step
+        then fails like any other, with a new producer and a replay.
+        """
+        manager = self._producer._transaction_manager
+        result = begin(manager)
+        self._producer._sender.wakeup()
+        deadline = time.monotonic() + _TXN_REQUEST_TIMEOUT_S
+        while not result.wait(timeout_ms=_TXN_WAIT_SLICE_MS):  # raises the request's own error
+            fatal = self._fatal_error()
+            if isinstance(fatal, kafka_errors.KafkaError):
+                raise fatal
+            if fatal is not None:
+                raise kafka_errors.KafkaError(f"fatal producer error: {type(fatal).__name__}") from fatal
+            if time.monotonic() >= deadline:
+                raise kafka_errors.KafkaTimeoutError(f"{what} did not complete within {_TXN_REQUEST_TIMEOUT_S:.0f} s")
 
     def _recover_if_fatal(self, exc: BaseException) -> bool:
         """Deal with errors no abort can recover from; True if the producer was replaced.

@@ -17,6 +17,7 @@ import pytest
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from tests.worker.fakes import publish_context
+from worker import guarantee
 from worker.errors import FencedError
 from worker.guarantee import AtLeastOnce, ExactlyOnce, guarantee_for
 from worker.offsets import OffsetTracker
@@ -37,15 +38,31 @@ class _Future:
 
 
 class _Done:
-    def wait(self, timeout_ms: int | None = None) -> None:
-        return None
+    def wait(self, timeout_ms: int | None = None) -> bool:
+        return True
+
+
+class _Lost:
+    """A transactional request kafka-python lost: its result never completes."""
+
+    def wait(self, timeout_ms: int | None = None) -> bool:
+        return False
 
 
 class _Manager:
-    def __init__(self) -> None:
+    def __init__(self, producer: FakeTransactionalProducer) -> None:
         self.producer_id_and_epoch = (7, 0)
         self._last_error: BaseException | None = None
+        self._producer = producer
         self.aborts = 0
+
+    def send_offsets_to_transaction(self, offsets: dict[TopicPartition, OffsetAndMetadata], metadata: Any) -> Any:
+        self._producer.send_offsets_to_transaction(offsets, metadata)
+        return _Lost() if self._producer.lose == "offsets" else _Done()
+
+    def begin_commit(self) -> Any:
+        self._producer.commit_transaction()
+        return _Lost() if self._producer.lose == "commit" else _Done()
 
     def has_fatal_error(self) -> bool:
         return self._last_error is not None
@@ -69,14 +86,17 @@ class _Sender:
 class FakeTransactionalProducer:
     """Records what a transactional producer is asked to do; fails the sends or the commit it is told to."""
 
-    def __init__(self, *, fail_send_at: int | None = None, commit_error: BaseException | None = None) -> None:
+    def __init__(
+        self, *, fail_send_at: int | None = None, commit_error: BaseException | None = None, lose: str | None = None
+    ) -> None:
+        self.lose = lose  # "offsets" or "commit": kafka-python loses that request (its result never completes)
         self.calls: list[str] = []
         self.sent: list[bytes] = []
         self.offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         self.group_metadata: Any = None
         self._fail_send_at = fail_send_at
         self._commit_error = commit_error
-        self._transaction_manager = _Manager()
+        self._transaction_manager = _Manager(self)
         self._sender = _Sender()
 
     def begin_transaction(self) -> None:
@@ -240,6 +260,30 @@ def test_after_a_fence_nothing_is_published_until_the_poll_loop_has_rewound() ->
     rig.step([(TP0, 1036)])
     assert replacement.calls == ["begin", "offsets", "commit"]
     assert replacement.offsets == {TP0: OffsetAndMetadata(1037, "", -1)}
+
+
+@pytest.mark.parametrize("lost", ["offsets", "commit"])
+def test_a_transactional_request_kafka_python_lost_fails_the_step_instead_of_hanging(
+    lost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen in CI (kafka-python 3.0.12): a request whose coordinator connection failed inside the
+    # sender's await_ready is never re-enqueued, and KafkaProducer's own wait for it never returns.
+    monkeypatch.setattr(guarantee, "_TXN_REQUEST_TIMEOUT_S", 0.0)
+    rig = Rig(FakeTransactionalProducer(lose=lost), stalled=False)
+    rig.step([(TP0, 1)])
+    assert len(rig.opened) == 2, "the step failed: aborted with a new producer"
+    assert rig.tracker.pending() == 1 and rig.tracker.committable() == {}
+    # A lost EndTxn may still have committed: the replay starts from the broker's committed offsets.
+    assert rig.rewinds[0] == ("producer_fenced" if lost == "commit" else "transaction_aborted")
+
+
+def test_a_fatal_producer_error_ends_the_wait_for_a_transactional_request() -> None:
+    producer = FakeTransactionalProducer(lose="offsets")
+    producer._transaction_manager._last_error = kafka_errors.InvalidProducerEpochError("epoch bumped")
+    rig = Rig(producer, stalled=False)
+    rig.step([(TP0, 1)])
+    assert len(rig.opened) == 2 and rig.rewinds[0] == "producer_fenced"
+    assert rig.tracker.pending() == 1
 
 
 def test_the_guarantee_is_chosen_once_from_the_settings() -> None:

@@ -13,7 +13,7 @@ from importlib.metadata import version
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.coordinator.consumer import ConsumerCoordinator
 from kafka.net.compat import KafkaNetClient
-from kafka.producer.transaction_manager import TransactionManager
+from kafka.producer.transaction_manager import TransactionalRequestResult, TransactionManager
 from kafka.record.default_records import DefaultRecordBatch
 
 UNREACHABLE = {"bootstrap_servers": "127.0.0.1:1", "api_version": (4, 1)}
@@ -53,6 +53,8 @@ def test_instance_internals_exist() -> None:
                 producer._transaction_manager,  # fatal-state checks and the abort with the current epoch
                 ("has_fatal_error", "_last_error", "begin_abort", "producer_id_and_epoch"),
             ),
+            # ExactlyOnce._transactional_request: the bounded waits for AddOffsetsToTxn and EndTxn
+            *_missing(producer._transaction_manager, ("send_offsets_to_transaction", "begin_commit")),
             *_missing(consumer, ("_fetcher", "_coordinator")),
             *_missing(consumer._fetcher, ("_next_partition_records",)),  # undecodable_position
             *_missing(consumer._coordinator, ("is_dynamic_member", "_join_task")),  # leave_group_on_close, join guard
@@ -61,6 +63,13 @@ def test_instance_internals_exist() -> None:
         producer.close(timeout=0)
         consumer.close(autocommit=False)
     assert not missing, f"kafka-python internals gone: {missing}"
+
+
+def test_a_transactional_result_wait_reports_a_timeout_by_returning_false() -> None:
+    result = TransactionalRequestResult()
+    assert result.wait(timeout_ms=0) is False  # not done: the bounded wait keeps checking
+    result.done()
+    assert result.wait(timeout_ms=0) is True
 
 
 def test_the_preflight_connection_internals_exist() -> None:
