@@ -30,6 +30,7 @@ The worker chooses once, at construction (:func:`guarantee_for`); nothing else b
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -334,7 +335,7 @@ class ExactlyOnce(Publisher):
             for item in items:
                 self._settled(item, epoch, settled_at)
 
-    def _transactional_request(self, what: str, begin: Any) -> None:
+    def _transactional_request(self, what: str, begin: Callable[[Any], Any]) -> None:
         """Run one of kafka-python's transactional requests (``begin(transaction_manager)`` enqueues it
         and returns its result) and wait for it, bounded.
 

@@ -135,8 +135,12 @@ class Source:
         """
         with self._rewind_lock:
             self._rewinds_requested += 1
-            if self._rewind_cause is None or cause == FENCED_REWIND:
-                self._rewind_cause = cause
+            self._set_cause(cause)
+
+    def _set_cause(self, cause: str) -> None:
+        """Record ``cause`` unless one is recorded already; a fence wins over any other. Hold ``_rewind_lock``."""
+        if self._rewind_cause is None or cause == FENCED_REWIND:
+            self._rewind_cause = cause
 
     def rewind_pending(self) -> bool:
         """Whether a rewind was asked for and not yet carried out (sought back, a new epoch begun).
@@ -382,8 +386,7 @@ class Source:
             self._rewind(cause, now)
         except BaseException:
             with self._rewind_lock:  # not carried out: the next iteration tries again
-                if self._rewind_cause is None or cause == FENCED_REWIND:
-                    self._rewind_cause = cause
+                self._set_cause(cause)
             raise
         with self._rewind_lock:
             self._rewinds_done = requested  # (a request made meanwhile stays pending: it runs next)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from worker.tools.bench.harness import SYSTEMS, BenchConfig, run_bench
+from worker.tools.bench.harness import SYSTEMS, BenchConfig, process_tree_cpu_seconds, run_bench
 from worker.tools.bench.report import BenchResult, LatencyStats, PointResult, SystemSummary, markdown, write_outputs
 from worker.tools.kit import BOOTSTRAP_ENV, bootstrap_configured
 from worker.tools.produce import OutgoingEvent, send_paced
@@ -74,6 +74,41 @@ def test_send_paced_takes_each_event_when_it_is_due_without_skipping_any() -> No
     assert taken[-1] - taken[0] >= 0.004 - 0.0006  # the fifth event is due 4 ms after the first
     # Each event is taken (stamped) only when it is due, right before it is sent.
     assert all(sent_at - took < 0.002 for (_, sent_at), took in zip(producer.sent, taken, strict=True))
+
+
+_BURNER = """
+import sys, time
+while time.process_time() < 0.3:
+    pass
+print("burnt", flush=True)
+sys.stdin.read()
+"""
+_PARENT = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, sys.argv[1]], stdin=subprocess.PIPE)
+sys.stdin.read()
+child.stdin.close()
+sys.exit(child.wait())
+"""
+
+
+def test_process_cpu_counts_the_children_a_worker_forks(tmp_path: Path) -> None:
+    """With ``--processes N`` the scoring CPU is spent in the supervisor's children: the bench counts them."""
+    (tmp_path / "burner.py").write_text(_BURNER)
+    (tmp_path / "parent.py").write_text(_PARENT)
+    with subprocess.Popen(
+        [sys.executable, str(tmp_path / "parent.py"), str(tmp_path / "burner.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None and parent.stdin is not None
+        assert parent.stdout.readline().strip() == "burnt"  # the child's CPU is spent
+        tree = process_tree_cpu_seconds(parent.pid)
+        parent.stdin.close()
+        assert parent.wait(30) == 0
+    assert tree is not None and tree >= 0.3
+    assert process_tree_cpu_seconds(parent.pid) is None  # gone (reaped)
 
 
 def test_latency_stats_treat_unfinished_events_as_later_than_any_percentile_they_fall_on() -> None:

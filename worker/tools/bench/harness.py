@@ -82,6 +82,45 @@ _STOP_TIMEOUT_S = 60.0
 _LOAD_SLACK_S = 120.0  # generating the events up front, process start-up, the final flush
 
 
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) of ``pid`` and of its live descendants; None when ``pid`` is gone.
+
+    Read from ``/proc/PID/stat`` and ``/proc/PID/task/TID/children``; a descendant that exits
+    between the reads is skipped (its time is lost, so read at quiet moments).
+    """
+    own = _stat_cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(_stat_cpu_seconds(child) or 0.0 for child in _descendants(pid))
+
+
+def _stat_cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            pending += children
+    return found
+
+
 class BenchError(WorkerError):
     """The benchmark could not run (a system would not start, a helper process failed)."""
 
@@ -264,25 +303,26 @@ class _Session:
             return None
 
     def _cpu_seconds(self) -> float | None:
-        """CPU time (user + system, all threads) of the system's process so far."""
+        """CPU time (user + system, all threads) of the system's process and its live children so far.
+
+        With ``--processes N`` the scoring happens in the supervisor's children, so they count too.
+        """
         if self.process is None:
             return None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_tree_cpu_seconds(self.process.pid)
 
     def _stage_seconds(self) -> dict[str, float]:
-        """riskstream's CPU seconds per stage so far (empty for the other systems)."""
+        """riskstream's CPU seconds per stage so far, summed over its processes (empty for the other systems)."""
         if self.worker is None:
             return {}
         try:
-            return {
-                labels["stage"]: value for labels, value in self.worker.samples("riskstream_stage_cpu_seconds_total")
-            }
+            samples = self.worker.samples("riskstream_stage_cpu_seconds_total")
         except OSError:
             return {}
+        totals: dict[str, float] = {}
+        for labels, value in samples:  # one sample per stage and ``process`` label
+            totals[labels["stage"]] = totals.get(labels["stage"], 0.0) + value
+        return totals
 
     def drained(self) -> bool:
         """Every event sent in this session has its output."""
