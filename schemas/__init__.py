@@ -5,7 +5,7 @@ from schemas.decode import MAX_EVENT_BYTES, DecodeError, decode, identifier_fiel
 from schemas.events import CardRef, Channel, EntryMode, Merchant, TransactionEvent
 from schemas.minimise import minimise_payload
 from schemas.redaction import contains_pan, mask_identifier, mask_pans, redact_text
-from schemas.scores import Decision, ModelRef, RiskScore, SourceRef
+from schemas.scores import Decision, ModelRef, RiskScore, ScoreEncoder, SourceRef
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -20,6 +20,7 @@ __all__ = [
     "Merchant",
     "ModelRef",
     "RiskScore",
+    "ScoreEncoder",
     "SourceRef",
     "TransactionEvent",
     "build_dead_letter",

@@ -19,7 +19,7 @@ import kafka.errors as kafka_errors
 import structlog
 from kafka import KafkaProducer
 
-from schemas import DeadLetter, ErrorKind, ModelRef, RiskScore, SourceRef, build_dead_letter, mask_identifier
+from schemas import DeadLetter, ErrorKind, ModelRef, ScoreEncoder, build_dead_letter, mask_identifier
 from worker.batcher import PublishLatency
 from worker.engine import ScoringEngine
 from worker.errors import FencedError
@@ -80,6 +80,7 @@ class OutcomeWriter:
         self._scores_topic = scores_topic
         self._dead_letter_topic = dead_letter_topic
         self._worker_id = worker_id
+        self._encoder = ScoreEncoder(self._model, worker_id)
         self._co_partitioned = dict(co_partitioned or {})
         self._score_headers = [CONTENT_TYPE, ("riskstream-schema", b"risk-score.v1")]
 
@@ -107,7 +108,7 @@ class OutcomeWriter:
         event = record.event
         assert event is not None  # scoreable records carry their event
         decision = self._thresholds.decide(score)
-        message = RiskScore(
+        value = self._encoder.encode(  # what RiskScore(...).model_dump_json() writes, without the model
             # A card number used as an id is masked (BIN + last four); other ids come back unchanged.
             transaction_id=mask_identifier(event.transaction_id),
             account_id=mask_identifier(event.account_id),
@@ -115,18 +116,17 @@ class OutcomeWriter:
             # trip PAN scanners downstream.
             score=round(min(1.0, max(0.0, score)), 6),
             decision=decision,
-            model=self._model,
             event_time=event.event_time,
             scored_time=now,
             latency_ms=round(max(0.0, now.timestamp() * 1000.0 - record.timestamp_ms), 3),
             batch_size=max(1, batch_size),
             late=record.late,
-            worker_id=self._worker_id,
-            source=SourceRef(topic=record.tp.topic, partition=record.tp.partition, offset=record.offset),
+            topic=record.tp.topic,
+            partition=record.tp.partition,
+            offset=record.offset,
         )
         headers = [*self._score_headers, *record.headers]
         topic = self._scores_topic
-        value = message.model_dump_json().encode()
         key = _masked_key(record.key)
         return Outgoing(topic, self._partition(topic, record), key, value, headers, record, decision.value, None)
 
