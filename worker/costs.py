@@ -22,8 +22,10 @@ Stages:
 ``produce``        ``KafkaProducer.send`` calls (record accumulation on the publisher thread)
 ``acks``           waiting for and settling acknowledgements (offset tracker, metrics)
 ``commit``         transaction control (exactly-once) on the publisher thread
-``consumer_io``    kafka-python's consumer network thread (fetch requests, heartbeats)
-``producer_io``    kafka-python's producer sender thread (produce requests)
+``network_io``     kafka-python's network thread (``kafka-io-<client_id>``: socket reads and writes,
+                   the consumer's fetches and heartbeats)
+``producer_io``    kafka-python's producer sender thread (``<client_id>-network-thread``: record
+                   batches, compression, produce requests)
 =================  ===========================================================================
 """
 
@@ -51,10 +53,12 @@ STAGES = (
     "produce",
     "acks",
     "commit",
-    "consumer_io",
+    "network_io",
     "producer_io",
 )
-_IO_THREADS = {"consumer_io": ("kafka-io-",), "producer_io": ("kafka-python-producer-",)}
+# kafka-python 3 names its network selector threads ``kafka-io-<client_id>`` (kafka/net/selector.py)
+# and the producer's sender ``<client_id>-network-thread`` (kafka/producer/sender.py).
+_IO_THREADS = {"network_io": "kafka-io-", "producer_io": "-network-thread"}
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -90,10 +94,19 @@ def io_thread_seconds() -> dict[str, float]:
     """CPU seconds of kafka-python's I/O threads in this process (summed per kind; 0 when absent)."""
     totals = dict.fromkeys(_IO_THREADS, 0.0)
     for thread in threading.enumerate():
-        for stage, prefixes in _IO_THREADS.items():
-            if thread.name.startswith(prefixes) and thread.native_id is not None:
-                totals[stage] += _thread_cpu_seconds(thread.native_id)
+        stage = io_stage(thread.name)
+        if stage is not None and thread.native_id is not None:
+            totals[stage] += _thread_cpu_seconds(thread.native_id)
     return totals
+
+
+def io_stage(thread_name: str) -> str | None:
+    """The stage a kafka-python I/O thread's CPU counts to, by the thread's name; None for others."""
+    if thread_name.startswith(_IO_THREADS["network_io"]):
+        return "network_io"
+    if thread_name.endswith(_IO_THREADS["producer_io"]):
+        return "producer_io"
+    return None
 
 
 def _thread_cpu_seconds(tid: int) -> float:

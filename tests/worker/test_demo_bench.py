@@ -248,7 +248,7 @@ def test_bench_harness_runs_a_tiny_sweep(
         assert math.isfinite(first.throughput_per_s)
         assert first.cpu_us_per_event is not None and first.cpu_us_per_event > 0
     stages = result.points[-1].stage_cpu_us if result.points[-1].system == "riskstream-alo" else {}
-    assert {"decode", "inference", "encode", "produce", "consumer_io"} <= set(stages), stages
+    assert {"decode", "inference", "encode", "produce", "network_io", "producer_io"} <= set(stages), stages
     assert not result.failures
     check = result.summaries["riskstream-alo"].check
     assert (check is not None) == (result.summaries["riskstream-alo"].max_in_budget_per_s is not None)

@@ -8,6 +8,7 @@ lost partition, an unordered replay or a fenced healthy instance. No broker is n
 
 from __future__ import annotations
 
+import threading
 from importlib.metadata import version
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -15,6 +16,8 @@ from kafka.coordinator.consumer import ConsumerCoordinator
 from kafka.net.compat import KafkaNetClient
 from kafka.producer.transaction_manager import TransactionalRequestResult, TransactionManager
 from kafka.record.default_records import DefaultRecordBatch
+
+from worker.costs import io_stage
 
 UNREACHABLE = {"bootstrap_servers": "127.0.0.1:1", "api_version": (4, 1)}
 
@@ -82,3 +85,20 @@ def test_the_preflight_connection_internals_exist() -> None:
         assert hasattr(client._net, "poll")
     finally:
         client.close()
+
+
+def test_the_io_threads_are_named_as_the_stage_accounting_expects() -> None:
+    """``worker/costs.py`` finds kafka-python's I/O threads by name: every one of a real producer's
+    and consumer's threads must count to a stage (an unmatched name would drop its CPU from the table)."""
+    before = {thread.ident for thread in threading.enumerate()}
+    producer = KafkaProducer(**UNREACHABLE, client_id="riskstream")
+    consumer = KafkaConsumer(**UNREACHABLE, client_id="riskstream", group_id="g")
+    try:
+        consumer.poll(timeout_ms=0)  # starts the consumer's network thread if it is started lazily
+        names = sorted(thread.name for thread in threading.enumerate() if thread.ident not in before)
+    finally:
+        producer.close(timeout=0)
+        consumer.close(autocommit=False)
+    stages = {name: io_stage(name) for name in names}
+    assert "producer_io" in stages.values() and "network_io" in stages.values(), stages
+    assert None not in stages.values(), f"kafka-python threads no stage counts: {stages}"
