@@ -183,8 +183,8 @@ class ConsumerSettings(Section):
     """On revoke, how long to wait for in-flight work to publish before abandoning it uncommitted."""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     """Where a group with no committed offset starts: earliest scores the whole retained history."""
-    fetch_max_wait_ms: int = Field(default=20, ge=0)
-    """Broker-side wait for data to accumulate; small keeps latency low."""
+    fetch_max_wait_ms: int = Field(default=100, ge=0)
+    """Longest the broker holds a fetch without data (data ends it at once): idle fetch rate vs. wait after a seek."""
     isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
     """read_committed never scores an aborted upstream transaction (required with exactly_once)."""
     static_membership: bool = True
