@@ -110,11 +110,16 @@ def io_stage(thread_name: str) -> str | None:
 
 
 def _thread_cpu_seconds(tid: int) -> float:
+    return stat_cpu_seconds(f"/proc/self/task/{tid}/stat") or 0.0
+
+
+def stat_cpu_seconds(path: str) -> float | None:
+    """User + system CPU seconds from a ``/proc/.../stat`` file; None when it cannot be read (gone)."""
     try:
-        with open(f"/proc/self/task/{tid}/stat", encoding="ascii", errors="replace") as stat:
+        with open(path, encoding="ascii", errors="replace") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
+        return None
     # After the command: state is field 3 of the line, utime and stime fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / _TICKS
 

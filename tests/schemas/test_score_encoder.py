@@ -60,6 +60,25 @@ def both(encoder: ScoreEncoder, **fields: Any) -> tuple[bytes, bytes]:
     return encoder.encode(**fields), expected.model_dump_json().encode()
 
 
+def usual_fields(**change: Any) -> dict[str, Any]:
+    """Ordinary values for every field the encoder takes, with ``change`` applied."""
+    return {
+        "transaction_id": "txn-1",
+        "account_id": "acct-1",
+        "score": 0.5,
+        "decision": Decision.DECLINE,
+        "event_time": datetime(2026, 1, 1, tzinfo=UTC),
+        "scored_time": datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC),
+        "latency_ms": 12.25,
+        "batch_size": 4,
+        "late": True,
+        "topic": "transactions",
+        "partition": 3,
+        "offset": 42,
+        **change,
+    }
+
+
 @given(risk_scores)
 def test_any_valid_score_is_written_as_pydantic_writes_it(score: RiskScore) -> None:
     encoder = ScoreEncoder(score.model, score.worker_id)
@@ -109,21 +128,7 @@ def test_events_decoded_from_the_wire_keep_their_offsets_exactly() -> None:
     ):
         event = decode(json.dumps({**wire, "event_time": text}).encode())
         assert isinstance(event, TransactionEvent), event
-        fast, expected = both(
-            encoder,
-            transaction_id="txn-1",
-            account_id="acct-1",
-            score=0.25,
-            decision=Decision.REVIEW,
-            event_time=event.event_time,
-            scored_time=event.event_time,
-            latency_ms=3.5,
-            batch_size=1,
-            late=False,
-            topic="transactions",
-            partition=0,
-            offset=0,
-        )
+        fast, expected = both(encoder, **usual_fields(event_time=event.event_time, scored_time=event.event_time))
         assert fast == expected
     assert encoder.validated == 0
 
@@ -147,21 +152,7 @@ def test_events_decoded_from_the_wire_keep_their_offsets_exactly() -> None:
     ],
 )
 def test_edge_values_are_written_as_pydantic_writes_them(change: str, value: Any) -> None:
-    fields: dict[str, Any] = {
-        "transaction_id": "txn-1",
-        "account_id": "acct-1",
-        "score": 0.5,
-        "decision": Decision.DECLINE,
-        "event_time": datetime(2026, 1, 1, tzinfo=UTC),
-        "scored_time": datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC),
-        "latency_ms": 12.25,
-        "batch_size": 4,
-        "late": True,
-        "topic": "transactions",
-        "partition": 3,
-        "offset": 42,
-        change: value,
-    }
+    fields = usual_fields(**{change: value})
     try:
         expected = both(ScoreEncoder(MODEL, WORKER), **fields)[1]
     except ValidationError:
@@ -185,21 +176,7 @@ def test_edge_values_are_written_as_pydantic_writes_them(change: str, value: Any
     ],
 )
 def test_invalid_values_fail_validation_as_before(change: str, value: Any) -> None:
-    fields: dict[str, Any] = {
-        "transaction_id": "txn-1",
-        "account_id": "acct-1",
-        "score": 0.5,
-        "decision": Decision.DECLINE,
-        "event_time": datetime(2026, 1, 1, tzinfo=UTC),
-        "scored_time": datetime(2026, 1, 1, tzinfo=UTC),
-        "latency_ms": 1.0,
-        "batch_size": 1,
-        "late": False,
-        "topic": "transactions",
-        "partition": 0,
-        "offset": 0,
-        change: value,
-    }
+    fields = usual_fields(**{change: value})
     with pytest.raises(ValidationError):
         ScoreEncoder(MODEL, WORKER).encode(**fields)
 

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from worker.costs import stat_cpu_seconds
 from worker.errors import WorkerError
 from worker.guarantee import AtLeastOnce, ExactlyOnce
 from worker.kafka_clients import build_admin, connection_config
@@ -88,18 +89,10 @@ def process_tree_cpu_seconds(pid: int) -> float | None:
     Read from ``/proc/PID/stat`` and ``/proc/PID/task/TID/children``; a descendant that exits
     between the reads is skipped (its time is lost, so read at quiet moments).
     """
-    own = _stat_cpu_seconds(pid)
+    own = stat_cpu_seconds(f"/proc/{pid}/stat")
     if own is None:
         return None
-    return own + sum(_stat_cpu_seconds(child) or 0.0 for child in _descendants(pid))
-
-
-def _stat_cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(stat_cpu_seconds(f"/proc/{child}/stat") or 0.0 for child in _descendants(pid))
 
 
 def _descendants(pid: int) -> list[int]:
