@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import kafka.errors as kafka_errors
 from kafka import KafkaProducer
 
 from worker.app import LoadedEngine, Worker
@@ -89,4 +90,13 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, inter
 
 def wait_committed(config: dict[str, Any], topics: Topics, timeout_s: float = 120.0) -> None:
     """Until the group's committed offsets reach the input's end offsets on every partition."""
-    wait_until(lambda: not committed_behind(config, topics.group, topics.input), timeout_s, "commits to reach the end")
+
+    def caught_up() -> bool:
+        try:
+            return not committed_behind(config, topics.group, topics.input)
+        except kafka_errors.KafkaError as exc:
+            if not exc.retriable:
+                raise
+            return False  # e.g. NotCoordinatorError while a fresh broker loads its offsets topic: ask again
+
+    wait_until(caught_up, timeout_s, "commits to reach the end")
