@@ -44,6 +44,42 @@ def guard_against_lost_join_results() -> None:
     ConsumerCoordinator._riskstream_join_guard = True
 
 
+def skip_the_coordinator_round_trip_when_connected() -> None:
+    """Answer ``ensure_coordinator_ready`` on the caller's thread while the coordinator is connected.
+
+    kafka-python 3.0.12 runs ``ensure_coordinator_ready`` as a task on its network thread and blocks
+    the caller until it is done, on every ``KafkaConsumer.poll``: a wake-up of the network thread, a
+    coroutine, a cross-thread event and two thread switches, to learn that a connected coordinator is
+    still known. Measured on the 2-core machine with a real broker: ~78 µs of CPU per poll of a
+    steady member (35 on the caller, the rest on the network thread), about a third of the poll
+    thread's profile at low load.
+
+    The task's answer is ``True`` at once when ``coordinator_id`` is set and its connection is up
+    (``coordinator()`` only marks a coordinator dead when it is disconnected), so that case is
+    answered here from the same two reads: the id and the connection's state. Anything else — no
+    coordinator yet, a lost or backing-off connection — runs the library's own task unchanged, which
+    finds or marks the coordinator as before. Reading the two values off the network thread can only
+    see them a moment early, exactly as if the connection dropped just after the task had run.
+    Idempotent; a no-op for library versions without these names.
+    """
+    from kafka.coordinator.base import BaseCoordinator
+
+    if getattr(BaseCoordinator, "_riskstream_coordinator_fast_path", False):
+        return
+    original = BaseCoordinator.ensure_coordinator_ready
+
+    def ensure_coordinator_ready(self: BaseCoordinator, timeout_ms: float | None = None) -> bool:
+        coordinator_id = getattr(self, "coordinator_id", None)
+        client = getattr(self, "_client", None)
+        connected = getattr(client, "connected", None)
+        if coordinator_id is not None and connected is not None and connected(coordinator_id):
+            return True
+        return bool(original(self, timeout_ms=timeout_ms))
+
+    BaseCoordinator.ensure_coordinator_ready = ensure_coordinator_ready
+    BaseCoordinator._riskstream_coordinator_fast_path = True
+
+
 def fence_instead_of_bumping_epoch() -> None:
     """Work around kafka-python 3.0.12 bumping a *transactional* producer's epoch on its own.
 
@@ -204,6 +240,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 
 def build_consumer(settings: Settings) -> KafkaConsumer:
     guard_against_lost_join_results()
+    skip_the_coordinator_round_trip_when_connected()
     annotate_undecodable_batches()
     return KafkaConsumer(**consumer_config(settings))
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import kafka.errors as kafka_errors
+import pytest
+from kafka import KafkaConsumer
 from kafka.producer.transaction_manager import TransactionManager
 
 from worker.guarantee import AtLeastOnce, ExactlyOnce
-from worker.kafka_clients import consumer_config, fence_instead_of_bumping_epoch, producer_config
+from worker.kafka_clients import (
+    consumer_config,
+    fence_instead_of_bumping_epoch,
+    producer_config,
+    skip_the_coordinator_round_trip_when_connected,
+)
 from worker.settings import load_settings
 
 
@@ -46,3 +53,31 @@ def test_consumer_and_producer_follow_the_interop_settings() -> None:
     transactional = ExactlyOnce.producer_settings(eos)
     assert transactional["transactional_id"] == "riskstream-g-pod-3"
     assert AtLeastOnce.producer_settings(settings) == {}
+
+
+def test_a_connected_coordinator_is_confirmed_without_a_network_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    skip_the_coordinator_round_trip_when_connected()
+    skip_the_coordinator_round_trip_when_connected()  # idempotent
+    consumer = KafkaConsumer(bootstrap_servers="127.0.0.1:1", api_version=(4, 1), group_id="g")
+    try:
+        coordinator = consumer._coordinator
+        tasks: list[object] = []
+        # The library's own path: a task on the network thread, which finds no coordinator here in time.
+        monkeypatch.setattr(coordinator._net, "run", lambda coro, *args: tasks.append(coro) or False)
+        connected: set[int] = set()
+        monkeypatch.setattr(coordinator._client, "connected", lambda node_id: node_id in connected)
+
+        assert coordinator.coordinator_id is None
+        assert coordinator.ensure_coordinator_ready(timeout_ms=0) is False
+        assert len(tasks) == 1  # no coordinator yet: looked up as before
+
+        coordinator.coordinator_id = 7
+        assert coordinator.ensure_coordinator_ready(timeout_ms=0) is False
+        assert len(tasks) == 2  # known but not connected: the library decides (it may mark it dead)
+
+        connected.add(7)
+        assert coordinator.ensure_coordinator_ready(timeout_ms=0) is True
+        assert len(tasks) == 2  # known and connected: answered on the caller's thread
+    finally:
+        monkeypatch.undo()
+        consumer.close(autocommit=False)

@@ -61,6 +61,9 @@ def test_instance_internals_exist() -> None:
             *_missing(consumer, ("_fetcher", "_coordinator")),
             *_missing(consumer._fetcher, ("_next_partition_records",)),  # undecodable_position
             *_missing(consumer._coordinator, ("is_dynamic_member", "_join_task")),  # leave_group_on_close, join guard
+            # skip_the_coordinator_round_trip_when_connected
+            *_missing(consumer._coordinator, ("ensure_coordinator_ready", "coordinator_id", "_client")),
+            *_missing(consumer._coordinator._client, ("connected",)),
         ]
     finally:
         producer.close(timeout=0)

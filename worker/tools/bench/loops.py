@@ -28,7 +28,13 @@ import kafka.errors as kafka_errors
 import structlog
 from kafka import KafkaConsumer, KafkaProducer
 
-from worker.kafka_clients import build_consumer, build_producer, connection_config, guard_against_lost_join_results
+from worker.kafka_clients import (
+    build_consumer,
+    build_producer,
+    connection_config,
+    guard_against_lost_join_results,
+    skip_the_coordinator_round_trip_when_connected,
+)
 from worker.settings import Settings
 from worker.tools.produce import OutgoingEvent, measuring_producer_config, send_paced, synthetic_events
 
@@ -191,7 +197,8 @@ def naive(settings: Settings, *, input_topic: str, output_topic: str, ready_file
     info = scorer.info
     model_ref = ModelRef(name=info.name, version=info.version, quantization=info.quantization, device=info.device)
     budget_ms = settings.batching.latency_budget_ms
-    guard_against_lost_join_results()  # the same kafka-python fix the worker runs with
+    guard_against_lost_join_results()  # the same kafka-python fixes the worker runs with
+    skip_the_coordinator_round_trip_when_connected()
     consumer = KafkaConsumer(
         **connection_config(settings.kafka),
         group_id=settings.group_id,
