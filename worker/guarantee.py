@@ -40,7 +40,13 @@ from kafka import KafkaProducer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from worker.errors import FencedError
-from worker.kafka_clients import build_producer, fence_instead_of_bumping_epoch, halt_on_failure, producer_config
+from worker.kafka_clients import (
+    build_producer,
+    fence_instead_of_bumping_epoch,
+    halt_on_failure,
+    producer_config,
+    register_io_waits_without_formatting_a_miss,
+)
 from worker.publisher import Outgoing, PublishContext, Publisher
 from worker.records import ScoredBatch
 from worker.settings import Settings
@@ -239,6 +245,7 @@ class ExactlyOnce(Publisher):
         """A transactional producer; ``init_transactions`` fences any earlier incarnation of this worker
         and aborts what it left open."""
         fence_instead_of_bumping_epoch()
+        register_io_waits_without_formatting_a_miss()
         producer = KafkaProducer(**producer_config(settings), **cls.producer_settings(settings))
         producer.init_transactions()
         return producer

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import selectors
+import socket
+
 import kafka.errors as kafka_errors
 import pytest
 from kafka import KafkaConsumer
+from kafka.net.selector import NetworkSelector, Task
 from kafka.producer.transaction_manager import TransactionManager
 
 from worker.guarantee import AtLeastOnce, ExactlyOnce
@@ -12,6 +16,7 @@ from worker.kafka_clients import (
     consumer_config,
     fence_instead_of_bumping_epoch,
     producer_config,
+    register_io_waits_without_formatting_a_miss,
     skip_the_coordinator_round_trip_when_connected,
 )
 from worker.settings import load_settings
@@ -81,3 +86,52 @@ def test_a_connected_coordinator_is_confirmed_without_a_network_round_trip(monke
     finally:
         monkeypatch.undo()
         consumer.close(autocommit=False)
+
+
+class _CountedSocket:
+    """A socket end whose repr is counted (the library's miss path formats it into a KeyError)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reprs = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def __repr__(self) -> str:
+        self.reprs += 1
+        return f"<counted {self.sock.fileno()}>"
+
+
+def test_a_socket_wait_is_registered_as_the_library_does_without_formatting_a_miss() -> None:
+    register_io_waits_without_formatting_a_miss()
+    register_io_waits_without_formatting_a_miss()  # idempotent
+    net = NetworkSelector()
+    left, right = socket.socketpair()
+    try:
+        counted = _CountedSocket(left)
+        reader, writer = Task(lambda: None), Task(lambda: None)
+
+        net.register_event(counted, selectors.EVENT_READ, reader)  # not held yet: the common case
+        assert counted.reprs == 0  # the library builds two KeyError messages with repr() here
+        key = net._selector.get_key(counted)
+        assert (key.events, key.data) == (selectors.EVENT_READ, (reader, None))
+
+        net.register_event(counted, selectors.EVENT_WRITE, writer)  # already held: the library's own path
+        key = net._selector.get_key(counted)
+        assert (key.events, key.data) == (selectors.EVENT_READ | selectors.EVENT_WRITE, (reader, writer))
+        with pytest.raises(RuntimeError, match="EVENT_READ already registered"):
+            net.register_event(counted, selectors.EVENT_READ, reader)
+        counted.reprs = 0  # that error names the socket, as it should
+
+        net.unregister_event(counted, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        plain = lambda: None  # noqa: E731 - a bare callable is wrapped in a Task, as by the library
+        net.register_event(counted, selectors.EVENT_WRITE, plain)
+        key = net._selector.get_key(counted)
+        assert key.events == selectors.EVENT_WRITE and key.data[0] is None and isinstance(key.data[1], Task)
+        net.unregister_event(counted, selectors.EVENT_WRITE)
+        assert counted.reprs == 0
+    finally:
+        net.close()
+        left.close()
+        right.close()

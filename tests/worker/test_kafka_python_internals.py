@@ -13,6 +13,7 @@ from importlib.metadata import version
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.coordinator.consumer import ConsumerCoordinator
+from kafka.net import selector as net_selector
 from kafka.net.compat import KafkaNetClient
 from kafka.producer.transaction_manager import TransactionalRequestResult, TransactionManager
 from kafka.record.default_records import DefaultRecordBatch
@@ -40,6 +41,8 @@ def test_class_level_internals_exist() -> None:
         *_missing(TransactionManager, ("classify_batch_error", "is_transactional", "ERROR_CLASS_FATAL")),
         *_missing(DefaultRecordBatch, ("_maybe_uncompress", "base_offset", "last_offset")),  # undecodable batches
         *_missing(KafkaNetClient, ("maybe_connect", "close", "cluster")),  # preflight
+        *_missing(net_selector, ("NetworkSelector", "Task")),  # register_io_waits_without_formatting_a_miss
+        *_missing(net_selector.NetworkSelector, ("register_event",)),
     ]
     assert not missing, f"kafka-python internals gone: {missing}"
     assert isinstance(KafkaAdminClient.DEFAULT_CONFIG, dict)
@@ -69,6 +72,15 @@ def test_instance_internals_exist() -> None:
         producer.close(timeout=0)
         consumer.close(autocommit=False)
     assert not missing, f"kafka-python internals gone: {missing}"
+
+
+def test_the_selector_keeps_its_map_by_file_descriptor() -> None:
+    net = net_selector.NetworkSelector()
+    try:
+        # register_io_waits_without_formatting_a_miss looks a descriptor up here (it falls back if absent)
+        assert isinstance(getattr(net._selector, "_fd_to_key", None), dict)
+    finally:
+        net.close()
 
 
 def test_a_transactional_result_wait_reports_a_timeout_by_returning_false() -> None:

@@ -33,6 +33,7 @@ from worker.kafka_clients import (
     build_producer,
     connection_config,
     guard_against_lost_join_results,
+    register_io_waits_without_formatting_a_miss,
     skip_the_coordinator_round_trip_when_connected,
 )
 from worker.settings import Settings
@@ -199,6 +200,7 @@ def naive(settings: Settings, *, input_topic: str, output_topic: str, ready_file
     budget_ms = settings.batching.latency_budget_ms
     guard_against_lost_join_results()  # the same kafka-python fixes the worker runs with
     skip_the_coordinator_round_trip_when_connected()
+    register_io_waits_without_formatting_a_miss()
     consumer = KafkaConsumer(
         **connection_config(settings.kafka),
         group_id=settings.group_id,
