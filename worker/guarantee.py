@@ -57,6 +57,7 @@ log = structlog.get_logger("riskstream.publisher")
 
 _ACK_TIMEOUT_S = 30.0
 _TXN_REQUEST_TIMEOUT_S = 30.0  # AddOffsetsToTxn + TxnOffsetCommit, or EndTxn: then the step fails
+# (or sooner: the producer's transaction_timeout_ms, after which the coordinator aborts the transaction anyway)
 _TXN_WAIT_SLICE_MS = 100
 _ABORT_PROBE_TIMEOUT_MS = 10_000
 _FENCED = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
@@ -353,13 +354,17 @@ class ExactlyOnce(Publisher):
         so its result is never completed. Seen in CI: a publisher stuck in
         ``send_offsets_to_transaction`` for minutes after a broker restart, nothing published. Here
         the wait ends when the request completes (its own error is raised), when the producer
-        enters its fatal state, or after ``_TXN_REQUEST_TIMEOUT_S`` (``KafkaTimeoutError``): the step
-        then fails like any other, with a new producer and a replay.
+        enters its fatal state, or after ``_TXN_REQUEST_TIMEOUT_S`` or the producer's
+        ``transaction_timeout_ms``, whichever is shorter (``KafkaTimeoutError``): the step then fails
+        like any other, with a new producer and a replay. Waiting past the transaction timeout gains
+        nothing: by then the coordinator has aborted a transaction whose commit it never received,
+        and a commit it did receive is settled before a new producer's ``init_transactions`` returns.
         """
         manager = self._producer._transaction_manager
         result = begin(manager)
         self._producer._sender.wakeup()
-        deadline = time.monotonic() + _TXN_REQUEST_TIMEOUT_S
+        bound_s = self._transactional_request_bound_s()
+        deadline = time.monotonic() + bound_s
         while not result.wait(timeout_ms=_TXN_WAIT_SLICE_MS):  # raises the request's own error
             fatal = self._fatal_error()
             if isinstance(fatal, kafka_errors.KafkaError):
@@ -367,7 +372,14 @@ class ExactlyOnce(Publisher):
             if fatal is not None:
                 raise kafka_errors.KafkaError(f"fatal producer error: {type(fatal).__name__}") from fatal
             if time.monotonic() >= deadline:
-                raise kafka_errors.KafkaTimeoutError(f"{what} did not complete within {_TXN_REQUEST_TIMEOUT_S:.0f} s")
+                raise kafka_errors.KafkaTimeoutError(f"{what} did not complete within {bound_s:.0f} s")
+
+    def _transactional_request_bound_s(self) -> float:
+        config = getattr(self._producer, "config", None)
+        timeout_ms = config.get("transaction_timeout_ms") if isinstance(config, dict) else None
+        if isinstance(timeout_ms, (int, float)) and timeout_ms > 0:
+            return min(_TXN_REQUEST_TIMEOUT_S, timeout_ms / 1000)
+        return _TXN_REQUEST_TIMEOUT_S
 
     def _recover_if_fatal(self, exc: BaseException) -> bool:
         """Deal with errors no abort can recover from; True if the producer was replaced.

@@ -98,6 +98,7 @@ class FakeTransactionalProducer:
         self._commit_error = commit_error
         self._transaction_manager = _Manager(self)
         self._sender = _Sender()
+        self.config: dict[str, Any] = {}
 
     def begin_transaction(self) -> None:
         self.calls.append("begin")
@@ -275,6 +276,26 @@ def test_a_transactional_request_kafka_python_lost_fails_the_step_instead_of_han
     assert rig.tracker.pending() == 1 and rig.tracker.committable() == {}
     # A lost EndTxn may still have committed: the replay starts from the broker's committed offsets.
     assert rig.rewinds[0] == ("producer_fenced" if lost == "commit" else "transaction_aborted")
+
+
+@pytest.mark.timeout(60)
+def test_a_lost_transactional_request_is_waited_for_no_longer_than_the_transaction_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Past transaction_timeout_ms the coordinator has aborted a transaction whose commit it never got:
+    # waiting longer only delays the replay (a 20 s broker outage took 54.5 s to recover from).
+    monkeypatch.setattr(guarantee, "_TXN_REQUEST_TIMEOUT_S", 3600.0)
+    lost = FakeTransactionalProducer(lose="offsets")
+    lost.config = {"transaction_timeout_ms": 1}
+    rig = Rig(lost, stalled=False)
+    rig.step([(TP0, 1)])  # without the shorter bound this waits an hour (and the timeout fails the test)
+    assert len(rig.opened) == 2 and rig.rewinds == ["transaction_aborted"]
+
+    monkeypatch.setattr(guarantee, "_TXN_REQUEST_TIMEOUT_S", 30.0)
+    assert rig.publisher._transactional_request_bound_s() == 30.0  # the fake replacement has no config
+    for configured_ms, bound_s in ((15_000, 15.0), (60_000, 30.0)):
+        rig.opened[-1].config = {"transaction_timeout_ms": configured_ms}
+        assert rig.publisher._transactional_request_bound_s() == bound_s
 
 
 def test_a_fatal_producer_error_ends_the_wait_for_a_transactional_request() -> None:
