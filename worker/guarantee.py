@@ -57,7 +57,7 @@ log = structlog.get_logger("riskstream.publisher")
 
 _ACK_TIMEOUT_S = 30.0
 _TXN_REQUEST_TIMEOUT_S = 30.0  # AddOffsetsToTxn + TxnOffsetCommit, or EndTxn: then the step fails
-# (or sooner: the producer's transaction_timeout_ms, after which the coordinator aborts the transaction anyway)
+# (or sooner: the producer's transaction_timeout_ms, after which the coordinator may abort the transaction)
 _TXN_WAIT_SLICE_MS = 100
 _ABORT_PROBE_TIMEOUT_MS = 10_000
 _FENCED = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
@@ -356,9 +356,11 @@ class ExactlyOnce(Publisher):
         the wait ends when the request completes (its own error is raised), when the producer
         enters its fatal state, or after ``_TXN_REQUEST_TIMEOUT_S`` or the producer's
         ``transaction_timeout_ms``, whichever is shorter (``KafkaTimeoutError``): the step then fails
-        like any other, with a new producer and a replay. Waiting past the transaction timeout gains
-        nothing: by then the coordinator has aborted a transaction whose commit it never received,
-        and a commit it did receive is settled before a new producer's ``init_transactions`` returns.
+        like any other, with a new producer and a replay. Giving up sooner is safe: the new producer's
+        ``init_transactions`` aborts a transaction left open or waits for a commit the coordinator
+        already received, and the replay reads the committed offsets with ``require_stable``
+        (``read_committed``), so it starts after a commit that did happen. Waiting past the transaction
+        timeout only risks the coordinator aborting the transaction and fencing this producer first.
         """
         manager = self._producer._transaction_manager
         result = begin(manager)

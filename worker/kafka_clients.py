@@ -92,7 +92,8 @@ def register_io_waits_without_formatting_a_miss() -> None:
 
     The patch looks the file descriptor up in the selector's own map first: absent, it registers the
     wait exactly as the library's ``except KeyError`` branch does; present (a second event on the
-    same socket), a closed socket, or a selector without that map, the library's method runs as is.
+    same socket), a closed socket, a closed selector, or one without that map, the library's method
+    runs as is.
     Idempotent; a no-op for library versions without these names.
     """
     import selectors
@@ -111,7 +112,8 @@ def register_io_waits_without_formatting_a_miss() -> None:
         selector = getattr(self, "_selector", None)
         fd_to_key = getattr(selector, "_fd_to_key", None)
         fileno = fileobj if isinstance(fileobj, int) else getattr(fileobj, "fileno", None)
-        if selector is not None and isinstance(fd_to_key, dict) and fileno is not None:
+        open_selector = selector is not None and selector.get_map() is not None  # None: closed
+        if selector is not None and open_selector and isinstance(fd_to_key, dict) and fileno is not None:
             try:
                 fd = fileno if isinstance(fileno, int) else fileno()
             except (OSError, ValueError):

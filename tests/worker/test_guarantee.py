@@ -282,7 +282,7 @@ def test_a_transactional_request_kafka_python_lost_fails_the_step_instead_of_han
 def test_a_lost_transactional_request_is_waited_for_no_longer_than_the_transaction_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Past transaction_timeout_ms the coordinator has aborted a transaction whose commit it never got:
+    # Past transaction_timeout_ms the coordinator may abort the transaction and fence this producer:
     # waiting longer only delays the replay (a 20 s broker outage took 54.5 s to recover from).
     monkeypatch.setattr(guarantee, "_TXN_REQUEST_TIMEOUT_S", 3600.0)
     lost = FakeTransactionalProducer(lose="offsets")

@@ -131,6 +131,9 @@ def test_a_socket_wait_is_registered_as_the_library_does_without_formatting_a_mi
         assert key.events == selectors.EVENT_WRITE and key.data[0] is None and isinstance(key.data[1], Task)
         net.unregister_event(counted, selectors.EVENT_WRITE)
         assert counted.reprs == 0
+        net.close()
+        with pytest.raises(RuntimeError, match="Selector is closed"):  # the library's own error
+            net.register_event(counted, selectors.EVENT_READ, reader)
     finally:
         net.close()
         left.close()
