@@ -44,7 +44,7 @@ from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
 from worker.preflight import TopicLayout, changelog_topic, preflight
 from worker.publisher import OutcomeWriter, PublishContext, Publisher
-from worker.records import ConsumedRecord, ScoredBatch
+from worker.records import ConsumedRecord, Outbox
 from worker.scaling import ScalingReporter
 from worker.scoring import ScoringStage
 from worker.settings import Settings
@@ -364,7 +364,7 @@ def build_pipeline(
     state = build_state(s, loaded, metrics)
     budget_s = s.batching.latency_budget_ms / 1000
     inbox: queue.SimpleQueue[ConsumedRecord] = queue.SimpleQueue()
-    outbox: queue.SimpleQueue[ScoredBatch] = queue.SimpleQueue()
+    outbox: Outbox = queue.SimpleQueue()
 
     sampler: MemorySampler = loaded.sample_memory
     if s.faults.memory_pressure_for_s > 0:

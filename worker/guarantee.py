@@ -29,8 +29,10 @@ The worker chooses once, at construction (:func:`guarantee_for`); nothing else b
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +63,44 @@ _TXN_REQUEST_TIMEOUT_S = 30.0  # AddOffsetsToTxn + TxnOffsetCommit, or EndTxn: t
 _TXN_WAIT_SLICE_MS = 100
 _ABORT_PROBE_TIMEOUT_MS = 10_000
 _FENCED = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
+_STEPS_IN_FLIGHT = 4  # at-least-once steps sent and not yet counted
+
+
+class _Step:
+    """An at-least-once publish step on its way: what it sent, and when its last future completed."""
+
+    __slots__ = ("_lock", "_open", "_wake", "acked_at", "deadline", "epoch", "failure", "sent", "sent_at", "state_sent")
+
+    def __init__(self, epoch: int, sent_at: float, deadline: float, wake: Callable[[], None]) -> None:
+        self.epoch, self.sent_at, self.deadline = epoch, sent_at, deadline
+        self.state_sent: list[tuple[ChangelogRecord, Any]] = []
+        self.sent: list[tuple[Outgoing, Any]] = []
+        self.failure: BaseException | None = None  # a send that failed at once
+        self.acked_at: float | None = None
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._open = 1
+
+    def watch(self, futures: Iterable[Any]) -> None:
+        """Wake the publisher once every one of ``futures`` has completed (acknowledged or failed)."""
+        pending = list(futures)
+        with self._lock:
+            self._open += len(pending)  # the 1 it started with is held until every callback is added
+        for future in pending:
+            future.add_both(self._completed)
+        self._completed(None)
+
+    def _completed(self, _result: Any) -> None:
+        with self._lock:
+            self._open -= 1
+            last = self._open == 0
+            if last:
+                self.acked_at = time.time()
+        if last:
+            self._wake()
+
+    def acknowledged(self) -> bool:
+        return self._open == 0
 
 
 class AtLeastOnce(Publisher):
@@ -70,23 +110,30 @@ class AtLeastOnce(Publisher):
 
     1. take every scored batch of the current epoch (a batch of an older epoch was abandoned by a
        rebalance or a rewind and is dropped: its records are being replayed);
-    2. if the last step failed, abort that producer and start a new one (nothing queued in the old
-       one may reach the broker after the failure);
+    2. if a step failed, wait until every step sent on that producer is counted, then abort it and
+       start a new one (nothing queued in the old one may reach the broker after the failure);
     3. send the step's account states to the changelog (:mod:`worker.state`), then each batch's
        scores and dead letters; stop at the first send that comes back failed (an
        already failed future, or an errback that halts the producer's sender before it drains the
        next batch of the partition);
-    4. wait for every acknowledgement, the changelog's first: if any account state was not written,
-       no outcome of the step counts; otherwise each acknowledged record marks its input offset done
-       in the offset tracker;
+    4. once its last acknowledgement is in (the producer's I/O thread wakes the publisher), count the
+       step, the changelog's acknowledgements first: if any account state was not written, no
+       outcome of the step counts; otherwise each acknowledged record marks its input offset done in
+       the offset tracker;
     5. on a failure: ask the poll loop to rewind (replay from the first unacknowledged offset) and
        mark this epoch stale, so nothing published after the failed record can overtake its replay.
 
-    Waiting for a step's acknowledgements before the next step is what keeps per-key order through
-    failures; the scoring stage keeps working meanwhile, so the wait costs one broker round trip per
-    step, not per batch. The commit itself is the poll loop's (``source_commits``): every interval, on
-    a rewind, on revoke and at shutdown it commits the contiguous done watermark of each partition
-    (:class:`~worker.offsets.OffsetTracker`), never past an unacknowledged record.
+    Steps are pipelined: up to ``_STEPS_IN_FLIGHT`` are sent before the oldest is counted. That keeps
+    per-key order through failures because every step goes through one producer, and a producer after
+    a failure delivers nothing sent after the failed record: the sender is halted (one request in
+    flight per broker, so nothing queued behind the failed batch was on the wire), later sends on it
+    fail at once, and a send that failed at once stops this step and every later one until the
+    producer is replaced. So a failure in step N fails every later record of steps N+1.. as it fails
+    the rest of step N; a failure of a stale epoch asks for no second rewind. Counting happens in the
+    publisher thread, oldest step first, so the changelog-first rule and the done watermark are as if
+    the steps had waited for each other. The commit itself is the poll loop's (``source_commits``):
+    every interval, on a rewind, on revoke and at shutdown it commits the contiguous done watermark of
+    each partition (:class:`~worker.offsets.OffsetTracker`), never past an unacknowledged record.
     """
 
     name = "at_least_once"
@@ -104,44 +151,82 @@ class AtLeastOnce(Publisher):
     def __init__(self, context: PublishContext) -> None:
         super().__init__(context)
         self._needs_new_producer: BaseException | None = None  # why the current producer must go
+        self._in_flight: deque[_Step] = deque()  # sent steps not yet counted, oldest first
 
     def _publish(self, batch: ScoredBatch) -> None:
-        epoch, live = self._live(self._gather(batch))
+        batches = self._gather(batch)
+        self._settle(wait=False)
+        if self._needs_new_producer is not None or self._fatal_error() is not None:
+            self._settle(wait=True)  # a failure: every step on this producer resolves before it goes
+        elif len(self._in_flight) >= _STEPS_IN_FLIGHT:
+            self._settle(wait=True, leave=_STEPS_IN_FLIGHT - 1)
+        # Filtered after settling: a failure found there makes these batches stale.
+        epoch, live = self._live(batches)
         if not live:
             return
         cause = self._needs_new_producer or self._fatal_error()
         if cause is not None:
+            self._settle(wait=True)
             self._replace_producer(cause)
             self._needs_new_producer = None
+        self._in_flight.append(self._send_step(live, epoch))
+
+    def _idle(self) -> None:
+        self._settle(wait=False)
+
+    def _send_step(self, live: list[ScoredBatch], epoch: int) -> _Step:
+        """Send a step's changelog records, then its outcomes; stop at the first send that failed."""
         costs = self._metrics.costs
         with costs.measure("encode"):
             now = datetime.now(UTC)
             items = [item for b in live for item in self._writer.write(b, now)]
             changelog = self._changelog(live)
         halt = halt_on_failure(self._producer)
-        sent_at = time.time()
-        failure: BaseException | None = None
+        step = _Step(epoch, time.time(), time.monotonic() + _ACK_TIMEOUT_S, self._wake)
         produce_started = time.thread_time()
         # The changelog records go first; an outcome counts as done only once they are all written.
-        state_sent: list[tuple[ChangelogRecord, Any]] = []
         for change in changelog:
             future, failure = self._send(change.topic, change.value, change.key, change.headers, change.partition, halt)
             if failure is not None:
+                step.failure = failure
                 self._failed(failure, None, epoch)
                 break
-            state_sent.append((change, future))
-        sent: list[tuple[Outgoing, Any]] = []
-        for item in items if failure is None else ():
+            step.state_sent.append((change, future))
+        for item in items if step.failure is None else ():
             future, failure = self._send(item.topic, item.value, item.key, item.headers, item.partition, halt)
             if failure is not None:
+                step.failure = failure
                 self._failed(failure, item, epoch)
                 break
-            sent.append((item, future))
+            step.sent.append((item, future))
+        if step.failure is not None:
+            # Nothing more may be sent on this producer: the next step starts on a fresh one.
+            self._needs_new_producer = step.failure
+        step.watch(future for _, future in (*step.state_sent, *step.sent))
         costs.add("produce", time.thread_time() - produce_started)
+        return step
+
+    def _wake(self) -> None:
+        """A step's last acknowledgement came in (in the producer's I/O thread): wake the publisher."""
+        self._outbox.put(None)
+
+    def _settle(self, *, wait: bool, leave: int = 0) -> None:
+        """Count the acknowledged steps, oldest first; with ``wait``, until at most ``leave`` remain."""
+        while self._in_flight:
+            step = self._in_flight[0]
+            if not step.acknowledged() and not (wait and len(self._in_flight) > leave):
+                return
+            self._in_flight.popleft()
+            self._finish(step)
+
+    def _finish(self, step: _Step) -> None:
+        """Wait for a step's acknowledgements, the changelog's first; if any account state was not
+        written, no outcome of the step counts; otherwise each acknowledged record marks its input
+        offset done."""
         acks_started = time.thread_time()
-        deadline = time.monotonic() + _ACK_TIMEOUT_S
+        epoch, failure, deadline = step.epoch, step.failure, step.deadline
         state_written = True
-        for change, future in state_sent:
+        for change, future in step.state_sent:
             try:
                 metadata = future.get(timeout=max(0.001, deadline - time.monotonic()))
             except kafka_errors.KafkaError as exc:
@@ -152,8 +237,8 @@ class AtLeastOnce(Publisher):
                 continue
             if self._state is not None:
                 self._state.written(change, metadata.offset)
-        if not state_written:
-            sent = []  # a state write failed: no outcome of this step may count as done
+        sent = step.sent if state_written else []  # a state write failed: no outcome of this step counts
+        now = step.acked_at or time.time()
         for item, future in sent:
             try:
                 future.get(timeout=max(0.001, deadline - time.monotonic()))
@@ -162,14 +247,14 @@ class AtLeastOnce(Publisher):
                     failure = exc
                     self._failed(exc, item, epoch)
                 continue
-            self._settled(item, epoch, time.time())
-        costs.add("acks", time.thread_time() - acks_started)
+            self._settled(item, epoch, now)
+        self._metrics.costs.add("acks", time.thread_time() - acks_started)
         if failure is not None:
             # Whatever is still queued in this producer was sent after the failed record: it must
             # never be delivered. The next step starts on a fresh producer.
             self._needs_new_producer = failure
         elif sent:
-            elapsed = time.time() - sent_at
+            elapsed = now - step.sent_at
             self._metrics.publish.observe(elapsed)
             self._publish_latency.observe(elapsed)
 
@@ -190,6 +275,8 @@ class AtLeastOnce(Publisher):
         return future, None
 
     def _failed(self, exc: BaseException, item: Outgoing | None, epoch: int) -> None:
+        if epoch < self._stale_below:
+            return  # a later step of an epoch whose replay is already asked for (it replays this too)
         self._stale_below = epoch + 1
         log.warning(
             "publish failed; replaying from the first unacknowledged record",

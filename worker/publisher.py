@@ -26,7 +26,7 @@ from worker.errors import FencedError
 from worker.kafka_clients import abort_producer
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
-from worker.records import ConsumedRecord, ScoredBatch
+from worker.records import ConsumedRecord, Outbox, ScoredBatch
 from worker.state import ChangelogRecord, StateStore
 
 log = structlog.get_logger("riskstream.publisher")
@@ -177,7 +177,8 @@ class PublishContext:
 
     producer_factory: Callable[[], KafkaProducer]
     writer: OutcomeWriter
-    outbox: queue.SimpleQueue[ScoredBatch]
+    outbox: Outbox
+    """Scored batches from the scoring stage; None wakes the publisher (a step's acknowledgements are in)."""
     tracker: OffsetTracker
     metrics: WorkerMetrics
     latency_budget_s: float
@@ -266,8 +267,11 @@ class Publisher:
                 try:
                     batch = self._outbox.get(timeout=_POLL_S)
                 except queue.Empty:
-                    continue
-                self._publish(batch)
+                    batch = None
+                if batch is None:
+                    self._idle()
+                else:
+                    self._publish(batch)
         except BaseException as exc:  # surfaced by the worker's supervisor
             self.failure = exc
             if not isinstance(exc, FencedError):
@@ -277,6 +281,9 @@ class Publisher:
         """One publish step starting with ``batch`` (the guarantee's)."""
         raise NotImplementedError
 
+    def _idle(self) -> None:
+        """Nothing to publish just now (a wake-up, or the poll interval passed)."""
+
     def _gather(self, first: ScoredBatch) -> list[ScoredBatch]:
         """``first`` and whatever else is already scored, up to one step's worth."""
         batches, records = [first], len(first.records)
@@ -285,6 +292,8 @@ class Publisher:
                 more = self._outbox.get_nowait()
             except queue.Empty:
                 break
+            if more is None:  # a wake-up: the step after this one counts what came in
+                continue
             batches.append(more)
             records += len(more.records)
         return batches

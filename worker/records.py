@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,3 +61,7 @@ class ScoredBatch:
     wait_s: float = 0.0
     inference_s: float = 0.0
     epoch: int = 0
+
+
+Outbox = queue.SimpleQueue[ScoredBatch | None]
+"""The scoring stage's scored batches for the publisher; None only wakes the publisher."""

@@ -18,7 +18,7 @@ import structlog
 from worker.batcher import LatencyBudgetBatcher, ServiceTimeEstimator
 from worker.engine import ScoringEngine
 from worker.metrics import WorkerMetrics
-from worker.records import ConsumedRecord, ScoredBatch
+from worker.records import ConsumedRecord, Outbox, ScoredBatch
 
 log = structlog.get_logger("riskstream.scoring")
 
@@ -33,7 +33,7 @@ class ScoringStage:
         batcher: LatencyBudgetBatcher[ConsumedRecord],
         service_time: ServiceTimeEstimator,
         inbox: queue.SimpleQueue[ConsumedRecord],
-        outbox: queue.SimpleQueue[ScoredBatch],
+        outbox: Outbox,
         current_epoch: Callable[[], int],
         batch_cap: Callable[[], int],
         metrics: WorkerMetrics,

@@ -36,13 +36,30 @@ class FakeFuture:
         self.is_done = False
         self.exception: BaseException | None = None
         self._errbacks: list[Callable[[BaseException], None]] = []
+        self._callbacks: list[Callable[[Any], None]] = []
 
     def failed(self) -> bool:
         return self.is_done and self.exception is not None
 
     def add_errback(self, fn: Callable[[BaseException], None]) -> FakeFuture:
-        self._errbacks.append(fn)
+        if self.failed():
+            fn(self.exception)  # type: ignore[arg-type]
+        elif not self.is_done:
+            self._errbacks.append(fn)
         return self
+
+    def add_both(self, fn: Callable[[Any], None]) -> FakeFuture:
+        if self.is_done:
+            fn(self.exception)
+        else:
+            self._callbacks.append(fn)
+            self._errbacks.append(fn)
+        return self
+
+    def succeed(self) -> None:
+        self.is_done = True
+        for fn in self._callbacks:
+            fn(None)
 
     def fail(self, exc: BaseException) -> None:
         self.is_done, self.exception = True, exc
@@ -102,8 +119,8 @@ class FakeProducer:
                 self.fail_in_flight.discard(offset)
                 future.fail(kafka_errors.KafkaTimeoutError("expired"))
             else:
-                future.is_done = True
                 self.delivered.append(offset)
+                future.succeed()
 
     def close(self, timeout: float | None = None) -> None:
         self.closed = True
@@ -136,6 +153,12 @@ class Harness:
         return producer
 
     def publish(self, offsets: range) -> None:
+        """One publish step, then every step counted (as the broker's acknowledgements wake it)."""
+        self.send(offsets)
+        self.publisher._settle(wait=True)
+
+    def send(self, offsets: range) -> None:
+        """One publish step, its acknowledgements not yet in."""
         records = []
         for offset in offsets:
             epoch = self.tracker.track(TP, offset)
@@ -146,6 +169,10 @@ class Harness:
             )
         scores = np.zeros(len(records), dtype=np.float32)
         self.publisher._publish(ScoredBatch(records, scores, batch_size=len(records), epoch=self.tracker.epoch))
+
+    def broker_answers(self) -> None:
+        """The broker answers everything sent so far (in send order)."""
+        self.producers[-1].run_sender()
 
     def replay(self, offsets: range) -> None:
         """What the source does on a rewind: a new epoch, the uncommitted offsets consumed again."""
@@ -168,6 +195,61 @@ def test_nothing_after_a_failed_record_is_delivered_and_the_replay_restores_orde
     assert h.delivered == list(range(10)), "the replay continues in input order"
     assert len(h.producers) == 2 and h.producers[0].closed, "the failed producer is aborted and replaced"
     assert h.producers[0]._sender.forced
+    assert h.tracker.committable() == {TP: 10}
+
+
+def test_steps_are_sent_before_the_previous_steps_acknowledgements_are_in() -> None:
+    h = Harness()
+    h.send(range(3))
+    h.send(range(3, 6))
+    assert h.producers[0].sends == 6 and h.delivered == [], "the second step did not wait for the first's acks"
+    assert h.tracker.pending() == 6, "nothing counts as done before it is acknowledged"
+    h.broker_answers()
+    assert h.tracker.pending() == 6, "acknowledgements are counted by the publisher thread, when woken"
+    wakes = 0
+    while not h.publisher._outbox.empty():
+        assert h.publisher._outbox.get_nowait() is None
+        wakes += 1
+    assert wakes == 2, "each step's last acknowledgement wakes the publisher once"
+    h.publisher._idle()
+    assert h.tracker.committable() == {TP: 6} and h.tracker.pending() == 0
+
+
+def test_a_failure_in_an_earlier_step_keeps_every_later_step_off_the_broker() -> None:
+    # Step two was sent while step one was in flight; step one's record 3 then fails for good.
+    h = Harness(fail_in_flight={3})
+    h.send(range(3))
+    h.send(range(3, 6))
+    h.send(range(6, 9))
+    h.publisher._settle(wait=True)
+    assert h.delivered == [0, 1, 2], "nothing sent after the failed record lands, whichever step it was in"
+    assert h.rewinds == ["publish_failed"], "one rewind for the whole failure"
+    assert h.tracker.committable() == {TP: 3}
+    h.replay(range(3, 9))
+    assert h.delivered == list(range(9)), "the replay continues in input order"
+    assert len(h.producers) == 2 and h.producers[0]._sender.forced
+
+
+def test_a_send_that_fails_at_once_stops_later_steps_until_the_earlier_ones_are_counted() -> None:
+    h = Harness(fail_at_send={4})
+    h.send(range(3))  # in flight
+    h.send(range(3, 6))  # record 4 fails at send: 5 is never sent
+    assert h.producers[0].sends == 5
+    h.send(range(6, 8))  # the epoch is stale: dropped, and the earlier steps were counted first
+    assert h.producers[0].sends == 5 and len(h.producers) == 1
+    assert h.delivered == [0, 1, 2, 3] and h.tracker.committable() == {TP: 4}
+    h.replay(range(4, 8))
+    assert h.delivered == list(range(8)) and len(h.producers) == 2
+
+
+def test_the_steps_in_flight_are_bounded() -> None:
+    h = Harness()
+    for start in range(0, 10, 2):
+        h.send(range(start, start + 2))
+    # Four steps may wait for their acknowledgements; the fifth waited for the oldest first.
+    assert len(h.publisher._in_flight) <= 4
+    assert h.tracker.pending() < 10
+    h.publisher._settle(wait=True)
     assert h.tracker.committable() == {TP: 10}
 
 
