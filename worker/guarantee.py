@@ -214,7 +214,8 @@ class AtLeastOnce(Publisher):
         """Count the acknowledged steps, oldest first; with ``wait``, until at most ``leave`` remain."""
         while self._in_flight:
             step = self._in_flight[0]
-            if not step.acknowledged() and not (wait and len(self._in_flight) > leave):
+            due = step.acknowledged() or time.monotonic() >= step.deadline  # past it: counted as failed
+            if not due and not (wait and len(self._in_flight) > leave):
                 return
             self._in_flight.popleft()
             self._finish(step)

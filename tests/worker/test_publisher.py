@@ -8,6 +8,7 @@ land, per input partition, never include one that came after a record that faile
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +69,8 @@ class FakeFuture:
 
     def get(self, timeout: float | None = None) -> Any:
         self._producer.run_sender()
+        if not self.is_done:
+            raise kafka_errors.KafkaTimeoutError("no answer")
         if self.exception is not None:
             raise self.exception
         return None
@@ -96,6 +99,7 @@ class FakeProducer:
         self.queued: list[tuple[int, FakeFuture]] = []
         self.sends = 0
         self.closed = False
+        self.answers = True
 
     def send(
         self, topic: str, *, value: bytes, key: bytes | None, headers: Any, partition: int | None = None
@@ -111,7 +115,7 @@ class FakeProducer:
         return future
 
     def run_sender(self) -> None:
-        while self.queued:
+        while self.queued and self.answers:
             offset, future = self.queued.pop(0)
             if self._sender.forced:
                 future.fail(kafka_errors.KafkaError("producer force-closed"))
@@ -240,6 +244,19 @@ def test_a_send_that_fails_at_once_stops_later_steps_until_the_earlier_ones_are_
     assert h.delivered == [0, 1, 2, 3] and h.tracker.committable() == {TP: 4}
     h.replay(range(4, 8))
     assert h.delivered == list(range(8)) and len(h.producers) == 2
+
+
+def test_a_step_unanswered_past_its_deadline_fails_and_replays(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness()
+    h.send(range(2))
+    h.publisher._idle()
+    assert h.tracker.pending() == 2 and h.rewinds == [], "before its deadline an unanswered step just waits"
+    clock = time.monotonic() + 31.0
+    monkeypatch.setattr(time, "monotonic", lambda: clock)
+    h.producers[0].answers = False  # the broker never answers: get() times out
+    h.publisher._idle()
+    assert h.rewinds == ["publish_failed"] and h.tracker.committable() == {}
+    assert len(h.publisher._in_flight) == 0
 
 
 def test_the_steps_in_flight_are_bounded() -> None:
