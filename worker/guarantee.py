@@ -288,6 +288,10 @@ class AtLeastOnce(Publisher):
         self._request_rewind("publish_failed")
 
 
+_TXN_RETRY_BACKOFF_MS = 2
+"""Exactly-once: the producer's sender thread's wait before it resends a transactional request."""
+
+
 class ExactlyOnce(Publisher):
     """Exactly-once: outcomes and consumed offsets commit in one Kafka transaction, or neither does.
 
@@ -336,6 +340,13 @@ class ExactlyOnce(Publisher):
         fence_instead_of_bumping_epoch()
         register_io_waits_without_formatting_a_miss()
         producer = KafkaProducer(**producer_config(settings), **cls.producer_settings(settings))
+        # The sender thread sleeps retry_backoff_ms before it resends a transactional request. When one
+        # transaction follows another at once, the coordinator is still writing the last one's markers
+        # and answers the first request of the next with CONCURRENT_TRANSACTIONS for a few ms: a 10 ms
+        # sleep made back-to-back one-record transactions take ~30 ms instead of ~12 on the development
+        # machine (benchmarks/transaction_loop.py). Only the sender's copy of the setting is lowered:
+        # produce retries (the accumulator's) and metadata refreshes (the cluster's) keep the 10 ms above.
+        producer._sender.config["retry_backoff_ms"] = _TXN_RETRY_BACKOFF_MS
         producer.init_transactions()
         return producer
 
@@ -368,6 +379,7 @@ class ExactlyOnce(Publisher):
             with costs.measure("commit"):
                 self._producer.begin_transaction()
                 identity = self._producer_identity()
+                self._add_partitions(items, changelog)
             with costs.measure("produce"):
                 # The account states join the transaction with the scores and the offsets.
                 state_futures = self._send_changelog(changelog)
@@ -430,6 +442,18 @@ class ExactlyOnce(Publisher):
             settled_at = time.time()
             for item in items:
                 self._settled(item, epoch, settled_at)
+
+    def _add_partitions(self, items: list[Outgoing], changelog: list[ChangelogRecord]) -> None:
+        """Register every partition this step writes with the transaction before the first send, so that
+        the producer asks the coordinator to add them in one AddPartitionsToTxn request. (Added one send
+        at a time, the sender can pick up the first partitions while the rest are still being sent, and a
+        second AddPartitionsToTxn then costs one more round trip before any record of the step leaves.)
+        Records placed by key hash (no partition yet) are still added by ``send``."""
+        manager = self._producer._transaction_manager
+        partitions = {(item.topic, item.partition) for item in items if item.partition is not None}
+        partitions.update((record.topic, record.partition) for record in changelog if record.partition is not None)
+        for topic, partition in sorted(partitions):
+            manager.maybe_add_partition_to_transaction(TopicPartition(topic, partition))
 
     def _transactional_request(self, what: str, begin: Callable[[Any], Any]) -> None:
         """Run one of kafka-python's transactional requests (``begin(transaction_manager)`` enqueues it

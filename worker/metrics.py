@@ -41,6 +41,10 @@ STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
+TRANSACTION_PHASES = ("send", "add_offsets", "acks", "end_txn")
+"""The phases of an exactly-once publish step, in the order the step runs them."""
+
+
 @dataclass(frozen=True, slots=True)
 class Totals:
     """Counts since start-up: what the autoscaling signal is computed from."""

@@ -6,6 +6,7 @@ anything is: performance is what the benchmark reports, not what a test asserts.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from worker.tools.bench.harness import SYSTEMS, BenchConfig, process_tree_cpu_seconds, run_bench
+from worker.tools.bench.harness import SYSTEMS, BenchConfig, _phase_means, process_tree_cpu_seconds, run_bench
 from worker.tools.bench.report import BenchResult, LatencyStats, PointResult, SystemSummary, markdown, write_outputs
 from worker.tools.kit import BOOTSTRAP_ENV, bootstrap_configured
 from worker.tools.produce import OutgoingEvent, send_paced
@@ -204,6 +205,29 @@ def test_report_compares_riskstream_with_the_naive_baseline_and_the_relay_ceilin
     paths = write_outputs(result, tmp_path / "out")
     assert json.loads(paths[0].read_text())["acceptance"]["riskstream_vs_naive_at_least_10x"] is True
     assert paths[2].read_bytes().startswith(b"\x89PNG")
+
+
+def test_transaction_phases_are_means_over_the_point_with_events_per_transaction() -> None:
+    before = {"send": (1.0, 100.0), "add_offsets": (2.0, 100.0), "acks": (0.5, 100.0), "end_txn": (0.4, 100.0)}
+    after = {"send": (1.1, 150.0), "add_offsets": (2.5, 150.0), "acks": (0.75, 150.0), "end_txn": (0.6, 150.0)}
+    means = _phase_means(before, after, events=300)
+    assert means == {
+        "send": 2.0,
+        "add_offsets": 10.0,
+        "acks": 5.0,
+        "end_txn": 4.0,
+        "steps": 50.0,
+        "events_per_step": 6.0,
+    }
+    assert _phase_means(after, after, events=300) == {}  # no transaction in the point: no row
+    assert _phase_means({}, {}, events=10) == {}  # at-least-once has no such histogram
+
+    result = _result()
+    eos = _point("riskstream-eos", 300, 40.0)
+    result.points.append(dataclasses.replace(eos, transaction_phase_ms=means))
+    page = markdown(result)
+    assert "| riskstream-eos | 300 | 50 | 6.0 | 2.0 | 10.0 | 5.0 | 4.0 | 21.0 |" in page
+    assert markdown(_result()).count("Exactly-once transaction steps") == 0
 
 
 def test_acceptance_is_unknown_when_the_baseline_was_never_within_budget() -> None:

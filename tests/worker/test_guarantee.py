@@ -55,6 +55,13 @@ class _Manager:
         self._last_error: BaseException | None = None
         self._producer = producer
         self.aborts = 0
+        self.partitions_added: list[TopicPartition] = []
+        self.added_before_send: list[TopicPartition] = []
+
+    def maybe_add_partition_to_transaction(self, tp: TopicPartition) -> None:
+        self.partitions_added.append(tp)
+        if not self._producer.sent:
+            self.added_before_send.append(tp)
 
     def send_offsets_to_transaction(self, offsets: dict[TopicPartition, OffsetAndMetadata], metadata: Any) -> Any:
         self._producer.send_offsets_to_transaction(offsets, metadata)
@@ -182,6 +189,34 @@ def test_a_step_is_one_transaction_committing_outcomes_and_offsets_together() ->
     assert producer.group_metadata == "gen-3"  # the generation that consumed them (KIP-447)
     assert rig.tracker.pending() == 0 and rig.tracker.committable() == {TP0: 6, TP1: 10}
     assert rig.rewinds == []
+
+
+def test_every_partition_of_a_step_joins_the_transaction_before_its_first_send() -> None:
+    rig = Rig()
+    rig.step([(TP0, 4), (TP1, 9), (TP0, 5)])
+    manager = rig.opened[0]._transaction_manager
+    # Both output partitions (the writer places each outcome on its input's partition), each once,
+    # before any record went out: the sender asks for them in one AddPartitionsToTxn request.
+    assert manager.added_before_send == [TopicPartition("scores", 0), TopicPartition("scores", 1)]
+    assert manager.partitions_added == manager.added_before_send
+
+
+def test_the_transactional_retry_backoff_is_lowered_on_the_sender_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    class _Producer:
+        def __init__(self, **config: Any) -> None:
+            self.config = config
+            self._sender = type("Sender", (), {"config": {"retry_backoff_ms": config["retry_backoff_ms"]}})()
+            self.initialised = False
+
+        def init_transactions(self) -> None:
+            self.initialised = True
+
+    monkeypatch.setattr(guarantee, "KafkaProducer", _Producer)
+    settings = load_settings(guarantee="exactly_once", worker_id="w-1")
+    producer: Any = ExactlyOnce.open_producer(settings)
+    assert producer._sender.config["retry_backoff_ms"] == guarantee._TXN_RETRY_BACKOFF_MS < 10
+    assert producer.config["retry_backoff_ms"] == 10  # produce retries and metadata refreshes keep theirs
+    assert producer.initialised
 
 
 def test_a_failed_record_aborts_the_transaction_with_a_new_producer_and_replays() -> None:

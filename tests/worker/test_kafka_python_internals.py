@@ -61,6 +61,8 @@ def test_instance_internals_exist() -> None:
             ),
             # ExactlyOnce._transactional_request: the bounded waits for AddOffsetsToTxn and EndTxn
             *_missing(producer._transaction_manager, ("send_offsets_to_transaction", "begin_commit")),
+            # ExactlyOnce._add_partitions: every partition of a step in one AddPartitionsToTxn
+            *_missing(producer._transaction_manager, ("maybe_add_partition_to_transaction",)),
             *_missing(consumer, ("_fetcher", "_coordinator")),
             *_missing(consumer._fetcher, ("_next_partition_records",)),  # undecodable_position
             *_missing(consumer._coordinator, ("is_dynamic_member", "_join_task")),  # leave_group_on_close, join guard
@@ -68,6 +70,10 @@ def test_instance_internals_exist() -> None:
             *_missing(consumer._coordinator, ("ensure_coordinator_ready", "coordinator_id", "_client")),
             *_missing(consumer._coordinator._client, ("connected",)),
         ]
+        # ExactlyOnce.open_producer lowers the sender's own copy of retry_backoff_ms
+        sender_config = getattr(producer._sender, "config", None)
+        if not isinstance(sender_config, dict) or "retry_backoff_ms" not in sender_config:
+            missing.append("Sender.config['retry_backoff_ms']")
     finally:
         producer.close(timeout=0)
         consumer.close(autocommit=False)

@@ -317,6 +317,22 @@ class _Session:
             totals[labels["stage"]] = totals.get(labels["stage"], 0.0) + value
         return totals
 
+    def _phase_totals(self) -> dict[str, tuple[float, float]]:
+        """Exactly-once: (seconds, count) per transaction phase so far, summed over riskstream's processes."""
+        if self.worker is None:
+            return {}
+        try:
+            sums = self.worker.samples("riskstream_transaction_phase_seconds_sum")
+            counts = self.worker.samples("riskstream_transaction_phase_seconds_count")
+        except OSError:
+            return {}
+        count_of = {tuple(sorted(labels.items())): count for labels, count in counts}
+        totals: dict[str, tuple[float, float]] = {}
+        for labels, total in sums:  # one sample per phase and ``process`` label
+            seconds, n = totals.get(labels["phase"], (0.0, 0.0))
+            totals[labels["phase"]] = (seconds + total, n + count_of.get(tuple(sorted(labels.items())), 0.0))
+        return totals
+
     def drained(self) -> bool:
         """Every event sent in this session has its output."""
         assert self.collector is not None
@@ -329,12 +345,14 @@ class _Session:
         batches_before = self.batch_size_totals()
         duplicates_before = collector.duplicates
         cpu_before, stages_before, sent_before = self._cpu_seconds(), self._stage_seconds(), self.sent
+        phases_before = self._phase_totals()
         sent = self._offer(load, role)
         window: list[str] = sent["window_ids"]
         self._await_outputs(window)
 
         events = max(1, self.sent - sent_before)
         cpu_after, stages_after = self._cpu_seconds(), self._stage_seconds()
+        phase_ms = _phase_means(phases_before, self._phase_totals(), events)
         cpu_us = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / events * 1e6
         stage_us = {
             stage: (stages_after[stage] - stages_before.get(stage, 0.0)) / events * 1e6 for stage in stages_after
@@ -383,6 +401,7 @@ class _Session:
             load_average=round(os.getloadavg()[0], 2),
             cpu_us_per_event=None if cpu_us is None else round(cpu_us, 1),
             stage_cpu_us={stage: round(us, 1) for stage, us in stage_us.items()},
+            transaction_phase_ms=phase_ms,
             note="; ".join(notes),
         )
 
@@ -452,6 +471,22 @@ class _Session:
 
 
 # -- the sweep ----------------------------------------------------------------------------------
+
+
+def _phase_means(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], events: int
+) -> dict[str, float]:
+    """Mean milliseconds per transaction phase between two totals, with ``steps`` and ``events_per_step``."""
+    means: dict[str, float] = {}
+    steps = 0.0
+    for phase, (seconds, count) in after.items():
+        seconds_before, count_before = before.get(phase, (0.0, 0.0))
+        if count > count_before:
+            means[phase] = round((seconds - seconds_before) / (count - count_before) * 1000.0, 2)
+            steps = max(steps, count - count_before)
+    if not steps:
+        return {}
+    return {**means, "steps": steps, "events_per_step": round(events / steps, 2)}
 
 
 def _print_point(console: Console, point: PointResult) -> None:

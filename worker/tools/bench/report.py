@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.costs import STAGES
+from worker.metrics import TRANSACTION_PHASES
 
 SYSTEM_LABELS = {
     "relay": "relay ceiling (consume → produce the same bytes; no parsing, no model)",
@@ -91,6 +92,9 @@ class PointResult:
     """The system process's CPU time (all its threads) per event over the point, microseconds."""
     stage_cpu_us: dict[str, float] = field(default_factory=dict)
     """riskstream only: CPU microseconds per event per pipeline stage (``riskstream_stage_cpu_seconds_total``)."""
+    transaction_phase_ms: dict[str, float] = field(default_factory=dict)
+    """Exactly-once only: mean wall milliseconds per transaction phase over the point (warm-up included),
+    ``steps`` (transactions committed) and ``events_per_step`` (``riskstream_transaction_phase_seconds``)."""
     note: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -260,6 +264,33 @@ def _cpu_table(result: BenchResult) -> list[str]:
     return lines
 
 
+def _transaction_table(result: BenchResult) -> list[str]:
+    """Exactly-once: mean milliseconds per phase of a transaction step, and events per transaction."""
+    points = [p for p in result.points if p.transaction_phase_ms.get("steps")]
+    if not points:
+        return []
+    phases = [phase for phase in TRANSACTION_PHASES if any(phase in p.transaction_phase_ms for p in points)]
+    lines = [
+        "",
+        "Exactly-once transaction steps (wall time per phase, mean ms; from riskstream_transaction_phase_seconds):",
+        "",
+        "| system | offered/s | transactions | events per transaction | " + " | ".join(phases) + " | total |",
+        "|---|--:|--:|--:|" + "--:|" * (len(phases) + 1),
+    ]
+    for p in points:
+        phase_ms = p.transaction_phase_ms
+        steps = phase_ms["steps"]
+        cells = [f"{phase_ms[phase]:.1f}" if phase in phase_ms else "" for phase in phases]
+        total = sum(phase_ms.get(phase, 0.0) for phase in phases)
+        name = p.system + (" (80% check)" if p.role == "check" else "")
+        lines.append(
+            f"| {name} | {rate_text(p.offered_per_s)} | {steps:.0f} | {phase_ms['events_per_step']:.1f} | "
+            + " | ".join(cells)
+            + f" | {total:.1f} |"
+        )
+    return lines
+
+
 def markdown(result: BenchResult) -> str:
     """The results as a markdown page: settings, the table of every point, and the comparisons."""
     m, model = result.machine, result.model
@@ -297,6 +328,7 @@ def markdown(result: BenchResult) -> str:
             f"{_ms(p.load_average)} | {verdict} |"
         )
     lines += _cpu_table(result)
+    lines += _transaction_table(result)
     lines += ["", "| system | highest load within budget (events/s) |", "|---|--:|"]
     for name, summary in result.summaries.items():
         value = summary.max_in_budget_per_s
